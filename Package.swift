@@ -1,0 +1,70 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// Modules by layer, each with one job:
+///   C shims (CPNG, CJPEGShim, COpenBLAS, CZlib)  ->  Tensors (buffers, sgemm, RNG, threads)
+///   Formats (safetensors, IDX, CSV, gzip)          Images (PNG/JPEG codecs)
+///   Datasets (ImageFolder, import)                 DiT (layers, model, diffusion, optimizer)
+///   learngene (CLI)                                learngene-bench (benchmark, not a test)
+let swiftSettings: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "learngene",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "learngene", targets: ["learngene"]),
+        .executable(name: "learngene-bench", targets: ["learngene-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries from Debian (apt): libpng-dev, libjpeg-dev, libopenblas-dev, zlib1g-dev.
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // libjpeg needs setjmp/longjmp error handling, which Swift cannot call: a small C shim.
+        .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
+
+        .target(name: "Tensors", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
+        .target(name: "Formats", dependencies: ["Tensors", "CZlib"], swiftSettings: swiftSettings),
+        .target(name: "Images", dependencies: ["CPNG", "CJPEGShim"], swiftSettings: swiftSettings),
+        .target(name: "Datasets", dependencies: ["Images", "Formats", "Tensors"], swiftSettings: swiftSettings),
+        .target(name: "DiT", dependencies: ["Tensors", "Formats"], swiftSettings: swiftSettings),
+        .target(
+            name: "Pipeline",
+            dependencies: [
+                "Tensors", "Formats", "Images", "Datasets", "DiT",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "learngene",
+            dependencies: [
+                "Tensors", "Formats", "Images", "Datasets", "DiT", "Pipeline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "learngene-bench",
+            dependencies: [
+                "Tensors", "Formats", "Images", "DiT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImagesTests", dependencies: ["Images"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
+        .testTarget(name: "DiTTests", dependencies: ["DiT", "Formats"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// DiT module: see the files beside this one.

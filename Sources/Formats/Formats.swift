@@ -1,0 +1,1 @@
+// Formats module: see the files beside this one.

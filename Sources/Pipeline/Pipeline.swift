@@ -1,0 +1,1 @@
+// Pipeline module: manifests, spool, jobs, checkpoints, daemon.

@@ -1,0 +1,8 @@
+import ArgumentParser
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "learngene-bench",
+        abstract: "Benchmarks (not tests): print one JSON object per measurement.",
+        subcommands: [])
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+import Tensors
+
+// learngene-bench: measurements, never pass/fail. One JSON object per measurement on stdout.
+BlasKernel.reexecIfNeeded()
+do {
+    var command = try Bench.parseAsRoot()
+    try command.run()
+} catch {
+    Bench.exit(withError: error)
+}
