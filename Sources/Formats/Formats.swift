@@ -1,1 +1,0 @@
-// Formats module: see the files beside this one.
