@@ -1,1 +1,0 @@
-// DiT module: see the files beside this one.

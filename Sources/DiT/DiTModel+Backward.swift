@@ -1,0 +1,84 @@
+import Tensors
+
+extension DiTModel {
+    /// Accumulates d(loss)/d(params) into `grads`, given dOut = d(loss)/d(output) (N, 2C, S, S)
+    /// for the most recent `forward`. The exact reverse of `forward`, kernel by kernel.
+    /// Consumes the cached attention probabilities (call `forward` again before another backward).
+    public func backward(dOut: UnsafePointer<Float>) {
+        guard let a = acts else { preconditionFailure("backward called before forward") }
+        let c = config, N = a.N, D = c.hiddenSize, T = c.tokens, H = c.numHeads, F = c.mlpHidden
+        let P = params.data, G = grads.data
+        let outDim = c.patchSize * c.patchSize * c.outChannels
+
+        // Final layer.
+        unpatchifyBackward(dTokens: a.dOutTok.data, dImages: dOut, N: N, OC: c.outChannels, S: c.inputSize, p: c.patchSize)
+        linearBackward(dInp: a.dH.data, dWeight: G + layout.offset("final_layer.linear.weight"),
+                       dBias: G + layout.offset("final_layer.linear.bias"), dOut: a.dOutTok.data, inp: a.hF.data,
+                       weight: P + layout.offset("final_layer.linear.weight"), M: N * T, IC: D, OC: outDim, overwriteInput: true)
+        a.dResid.zero()
+        a.dMod.zero()
+        layerNormModulateBackward(dInp: a.dResid.data, dShift: a.dMod.data, dScale: a.dMod.data + D, dOut: a.dH.data,
+                                  inp: a.resid[c.depth].data, mean: a.lnFMean.data, rstd: a.lnFRstd.data,
+                                  scale: a.modF.data + D, modStride: 2 * D, N: N, T: T, D: D)
+        linearBackward(dInp: a.dSiluC.data, dWeight: G + layout.offset("final_layer.adaLN_modulation.1.weight"),
+                       dBias: G + layout.offset("final_layer.adaLN_modulation.1.bias"), dOut: a.dMod.data, inp: a.siluC.data,
+                       weight: P + layout.offset("final_layer.adaLN_modulation.1.weight"), M: N, IC: D, OC: 2 * D,
+                       overwriteInput: true)
+
+        for l in stride(from: c.depth - 1, through: 0, by: -1) {
+            blockBackward(l, a: a, N: N, T: T, D: D, H: H, F: F)
+        }
+
+        // Patch embedding: weight and bias only (the images need no gradient).
+        linearBackward(dInp: nil, dWeight: G + layout.offset("x_embedder.proj.weight"),
+                       dBias: G + layout.offset("x_embedder.proj.bias"), dOut: a.dResid.data, inp: a.patches.data,
+                       weight: P + layout.offset("x_embedder.proj.weight"), M: N * T, IC: c.patchDim, OC: D)
+
+        // Conditioning: c = t_emb + y_emb, so both receive dC.
+        a.dC.zero()
+        siluBackward(dInp: a.dC.data, dOut: a.dSiluC.data, inp: a.c.data, count: N * D)
+        embeddingBackward(dTable: G + layout.offset("y_embedder.embedding_table.weight"), dOut: a.dC.data, labels: a.labels, D: D)
+        linearBackward(dInp: a.dTHs.data, dWeight: G + layout.offset("t_embedder.mlp.2.weight"),
+                       dBias: G + layout.offset("t_embedder.mlp.2.bias"), dOut: a.dC.data, inp: a.tHs.data,
+                       weight: P + layout.offset("t_embedder.mlp.2.weight"), M: N, IC: D, OC: D, overwriteInput: true)
+        a.dTH.zero()
+        siluBackward(dInp: a.dTH.data, dOut: a.dTHs.data, inp: a.tH.data, count: N * D)
+        linearBackward(dInp: nil, dWeight: G + layout.offset("t_embedder.mlp.0.weight"),
+                       dBias: G + layout.offset("t_embedder.mlp.0.bias"), dOut: a.dTH.data, inp: a.tFreq.data,
+                       weight: P + layout.offset("t_embedder.mlp.0.weight"), M: N, IC: c.frequencyEmbeddingSize, OC: D)
+    }
+
+    /// Backward of one block. On entry `dResid` holds d(loss)/d(block output); on exit
+    /// d(loss)/d(block input). dSiluC accumulates this block's adaLN contribution.
+    func blockBackward(_ l: Int, a: Activations, N: Int, T: Int, D: Int, H: Int, F: Int) {
+        let o = blockOffsets[l], P = params.data, G = grads.data, b = a.blocks[l]
+        let mod = b.mod.data, dMod = a.dMod.data, dR = a.dResid.data
+        a.dMod.zero()
+        // MLP branch: x_out = x_mid + gate_mlp · fc2(gelu(fc1(h2)))
+        gatedResidualBackward(dY: a.dY.data, dGate: dMod + 5 * D, dOut: dR, y: b.mlpY.data, gate: mod + 5 * D,
+                              modStride: 6 * D, N: N, T: T, D: D)
+        linearBackward(dInp: a.dFc.data, dWeight: G + o.fc2W, dBias: G + o.fc2B, dOut: a.dY.data, inp: b.gelu.data,
+                       weight: P + o.fc2W, M: N * T, IC: F, OC: D, overwriteInput: true)
+        geluBackward(dInp: a.dFc.data, dOut: a.dFc.data, inp: b.fc1.data, count: N * T * F, overwrite: true)
+        linearBackward(dInp: a.dH.data, dWeight: G + o.fc1W, dBias: G + o.fc1B, dOut: a.dFc.data, inp: b.h2.data,
+                       weight: P + o.fc1W, M: N * T, IC: D, OC: F, overwriteInput: true)
+        layerNormModulateBackward(dInp: dR, dShift: dMod + 3 * D, dScale: dMod + 4 * D, dOut: a.dH.data, inp: b.xMid.data,
+                                  mean: b.ln2Mean.data, rstd: b.ln2Rstd.data, scale: mod + 4 * D, modStride: 6 * D,
+                                  N: N, T: T, D: D)
+        // Attention branch: x_mid = x + gate_msa · proj(attn(qkv(h1)))
+        gatedResidualBackward(dY: a.dY.data, dGate: dMod + 2 * D, dOut: dR, y: b.attnY.data, gate: mod + 2 * D,
+                              modStride: 6 * D, N: N, T: T, D: D)
+        linearBackward(dInp: a.dAttnO.data, dWeight: G + o.projW, dBias: G + o.projB, dOut: a.dY.data, inp: b.attnO.data,
+                       weight: P + o.projW, M: N * T, IC: D, OC: D, overwriteInput: true)
+        attentionBackward(dQKV: a.dQKV.data, scratch: a.attnScratch.data, dOut: a.dAttnO.data, probs: b.probs.data,
+                          qkv: b.qkv.data, N: N, T: T, D: D, H: H)
+        linearBackward(dInp: a.dH.data, dWeight: G + o.qkvW, dBias: G + o.qkvB, dOut: a.dQKV.data, inp: b.h1.data,
+                       weight: P + o.qkvW, M: N * T, IC: D, OC: 3 * D, overwriteInput: true)
+        layerNormModulateBackward(dInp: dR, dShift: dMod, dScale: dMod + D, dOut: a.dH.data, inp: a.resid[l].data,
+                                  mean: b.ln1Mean.data, rstd: b.ln1Rstd.data, scale: mod + D, modStride: 6 * D,
+                                  N: N, T: T, D: D)
+        // adaLN modulation: mod = W·SiLU(c) + b
+        linearBackward(dInp: a.dSiluC.data, dWeight: G + o.adaW, dBias: G + o.adaB, dOut: dMod, inp: a.siluC.data,
+                       weight: P + o.adaW, M: N, IC: D, OC: 6 * D)
+    }
+}

@@ -1,0 +1,91 @@
+import Dispatch
+import Foundation
+import Tensors
+
+/// Runs `tasks` independent small jobs on all workers, each worker given its own index so it
+/// can use its own scratch memory. OpenBLAS is switched to one thread meanwhile: the tasks'
+/// GEMMs are small (T×T×hd), so one BLAS thread per core beats two cores fighting over each.
+func parallelTasks(_ tasks: Int, _ body: (_ worker: Int, _ task: Int) -> Void) {
+    let workers = min(Parallel.workers, tasks)
+    if workers <= 1 {
+        for i in 0..<tasks { body(0, i) }
+        return
+    }
+    let blasThreads = Blas.threads
+    Blas.setThreads(1)
+    withoutActuallyEscaping(body) { body in
+        let box = UncheckedBox(body)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            var i = w
+            while i < tasks { box.value(w, i); i += workers }
+        }
+    }
+    Blas.setThreads(blasThreads)
+}
+
+/// Multi-head self-attention core (timm `Attention` without the projections):
+/// qkv (N, T, 3D) holds q in features [0, D), k in [D, 2D), v in [2D, 3D); head h owns
+/// [h·hd, (h+1)·hd) of each. For every (n, h): P = softmax(q kᵀ / √hd), o = P v, and the
+/// heads are written side by side into out (N, T, D).
+/// Caches P (N, H, T, T) for the backward pass. The q/k/v slices are read in place through
+/// sgemm's leading dimension (3D), so nothing is copied or permuted.
+public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                             qkv: UnsafePointer<Float>, N: Int, T: Int, D: Int, H: Int) {
+    let hd = D / H
+    let scale = 1 / Float(hd).squareRoot()
+    parallelTasks(N * H) { _, task in
+        let n = task / H, h = task % H
+        let q = qkv + n * T * 3 * D + h * hd, k = q + D, v = q + 2 * D
+        let p = probs + task * T * T
+        Blas.sgemm(transA: false, transB: true, m: T, n: T, k: hd, alpha: scale,
+                   a: q, lda: 3 * D, b: k, ldb: 3 * D, beta: 0, c: p, ldc: T)
+        for i in 0..<T { softmaxRow(p + i * T, T) }
+        Blas.sgemm(transA: false, transB: false, m: T, n: hd, k: T,
+                   a: p, lda: T, b: v, ldb: 3 * D, beta: 0, c: out + n * T * D + h * hd, ldc: D)
+    }
+}
+
+/// In-place numerically stable softmax of one row (subtract the max before exp).
+@inline(__always)
+func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+    var m = -Float.infinity
+    for j in 0..<n { m = max(m, x[j]) }
+    var s: Float = 0
+    for j in 0..<n { let e = expf(x[j] - m); x[j] = e; s += e }
+    let inv = 1 / s
+    for j in 0..<n { x[j] *= inv }
+}
+
+/// Backward of `attentionForward`; writes (not accumulates) dQKV (N, T, 3D).
+/// dP = dO vᵀ;  dv = Pᵀ dO;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √hd;  dq = dS k;  dk = dSᵀ q.
+/// `probs` is consumed: dS overwrites P in place (P is not needed after this layer's backward).
+/// `scratch` holds one T×T matrix per worker (Parallel.workers · T · T floats).
+public func attentionBackward(dQKV: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                              dOut: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>,
+                              qkv: UnsafePointer<Float>, N: Int, T: Int, D: Int, H: Int) {
+    let hd = D / H
+    let scale = 1 / Float(hd).squareRoot()
+    parallelTasks(N * H) { worker, task in
+        let n = task / H, h = task % H
+        let off = n * T * 3 * D + h * hd
+        let q = qkv + off, k = q + D, v = q + 2 * D
+        let dq = dQKV + off, dk = dq + D, dv = dq + 2 * D
+        let dO = dOut + n * T * D + h * hd
+        let p = probs + task * T * T
+        let dP = scratch + worker * T * T
+        Blas.sgemm(transA: false, transB: true, m: T, n: T, k: hd,
+                   a: dO, lda: D, b: v, ldb: 3 * D, beta: 0, c: dP, ldc: T)
+        Blas.sgemm(transA: true, transB: false, m: T, n: hd, k: T,
+                   a: p, lda: T, b: dO, ldb: D, beta: 0, c: dv, ldc: 3 * D)
+        for i in 0..<T {
+            let pr = p + i * T, dpr = dP + i * T
+            var dot: Float = 0
+            for j in 0..<T { dot += pr[j] * dpr[j] }
+            for j in 0..<T { pr[j] = pr[j] * (dpr[j] - dot) * scale }
+        }
+        Blas.sgemm(transA: false, transB: false, m: T, n: hd, k: T,
+                   a: p, lda: T, b: k, ldb: 3 * D, beta: 0, c: dq, ldc: 3 * D)
+        Blas.sgemm(transA: true, transB: false, m: T, n: hd, k: T,
+                   a: p, lda: T, b: q, ldb: 3 * D, beta: 0, c: dk, ldc: 3 * D)
+    }
+}
