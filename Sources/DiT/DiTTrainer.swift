@@ -1,0 +1,175 @@
+import Foundation
+import Formats
+import Tensors
+
+/// How a DiT is trained (DiT's `train.py` recipe; every value a manifest setting).
+public struct TrainingSettings: Codable, Sendable, Equatable {
+    public var optimizer = AdamWSettings()
+    /// EMA decay per step (DiT: 0.9999; short CPU runs want less, e.g. 0.999).
+    public var emaDecay: Double = 0.9999
+    /// Clip the global gradient norm to this value (nil: no clipping, as DiT).
+    public var gradClip: Double? = nil
+    public init(optimizer: AdamWSettings = .init(), emaDecay: Double = 0.9999, gradClip: Double? = nil) {
+        self.optimizer = optimizer
+        self.emaDecay = emaDecay
+        self.gradClip = gradClip
+    }
+}
+
+/// One training step's numbers.
+public struct StepStats: Sendable, Equatable {
+    public var loss: Float
+    public var mse: Float
+    public var vb: Float
+    public var gradNorm: Float?
+}
+
+/// The random streams of training, all from one seed: timesteps, noise and label dropout
+/// each have their own Philox stream, so the draws of one never shift another's.
+public struct TrainerRandomState: Codable, Sendable, Equatable {
+    public var timesteps: RandomStream
+    public var noise: RandomStream
+    public var labelDrop: RandomStream
+    public init(seed: UInt64) {
+        timesteps = RandomStream(seed: seed, stream: 1)
+        noise = RandomStream(seed: seed, stream: 2)
+        labelDrop = RandomStream(seed: seed, stream: 3)
+    }
+}
+
+/// A DiT with its optimizer, EMA and random state: DiT's training step
+/// (t ~ U{0…T−1}, ε ~ N(0, I), labels dropped to the null class with p = class_dropout_prob,
+/// loss = MSE + VB, AdamW, EMA), with every buffer allocated once per batch size.
+/// Same seed, same data → same bits; `checkpoint()`/`restore` carry the whole state, so a
+/// resumed run continues bit-identically.
+public final class DiTTrainer: @unchecked Sendable {
+    public let config: DiTConfig
+    public let settings: TrainingSettings
+    public let model: DiTModel
+    public let ema: Tensor
+    public let optimizer: AdamW
+    public let diffusion: GaussianDiffusion
+    public var random: TrainerRandomState
+
+    private var xT = Tensor(shape: [0]), noise = Tensor(shape: [0]), out = Tensor(shape: [0]), dOut = Tensor(shape: [0])
+
+    /// A fresh model with DiT's initialization from `seed` (EMA starts as a copy).
+    public init(config: DiTConfig, settings: TrainingSettings = .init(), seed: UInt64) throws {
+        self.config = config
+        self.settings = settings
+        model = DiTModel(config: config)
+        model.initializeWeights(seed: seed)
+        ema = model.params.clone()
+        optimizer = AdamW(count: model.layout.count, settings: settings.optimizer)
+        diffusion = try GaussianDiffusion(diffusionSteps: 1000)
+        random = TrainerRandomState(seed: seed)
+    }
+
+    /// Steps taken so far.
+    public var step: Int { optimizer.step }
+
+    private func buffers(_ N: Int) {
+        let c = config, n = N * c.inChannels * c.inputSize * c.inputSize
+        if xT.count != n {
+            xT = Tensor(shape: [n]); noise = Tensor(shape: [n])
+            out = Tensor(shape: [2 * n]); dOut = Tensor(shape: [2 * n])
+        }
+    }
+
+    /// One optimizer step on a batch of images (N, C, S, S) in [−1, 1] with class labels.
+    @discardableResult
+    public func trainStep(images: UnsafePointer<Float>, labels: [Int], learningRate: Double? = nil) -> StepStats {
+        let N = labels.count, c = config
+        let m = c.inChannels * c.inputSize * c.inputSize
+        buffers(N)
+        var t = [Int](repeating: 0, count: N)
+        for n in 0..<N { t[n] = random.timesteps.nextInt(below: diffusion.numTimesteps) }
+        random.noise.fillNormal(noise.data, count: N * m)
+        var y = labels
+        if c.classDropoutProb > 0 {
+            for n in 0..<N where random.labelDrop.nextUniform() < c.classDropoutProb { y[n] = c.numClasses }
+        }
+        diffusion.qSample(xStart: images, noise: noise.data, t: t, out: xT.data, elementsPerSample: m)
+        model.forward(x: xT.data, t: t, y: y, out: out.data)
+        let terms = diffusion.trainingLosses(xStart: images, noise: noise.data, t: t, modelOutput: out.data,
+                                             elementsPerSample: m, gradOutput: dOut.data)
+        model.zeroGrad()
+        model.backward(dOut: dOut.data)
+        var norm: Float?
+        if let clip = settings.gradClip { norm = Float(clipGradientNorm(model.grads, maxNorm: clip)) }
+        optimizer.update(params: model.params, grads: model.grads, lr: learningRate)
+        emaUpdate(ema: ema, params: model.params, decay: Float(settings.emaDecay))
+        let mse = terms.mse.reduce(0, +) / Float(N), vb = terms.vb.reduce(0, +) / Float(N)
+        return StepStats(loss: terms.lossMean, mse: mse, vb: vb, gradNorm: norm)
+    }
+
+    // MARK: - Checkpoints
+
+    static let checkpointFormat = "learngene.trainer.v1"
+
+    /// The whole training state: parameters, AdamW moments and step, EMA, random streams,
+    /// the config and settings (to refuse a mismatching resume). Flat F32 tensors.
+    public func checkpoint(metadata extra: [String: String] = [:]) -> SafeTensors.File {
+        var file = SafeTensors.File(metadata: extra)
+        file["params"] = .f32(model.params)
+        file["adam.m"] = .f32(optimizer.m)
+        file["adam.v"] = .f32(optimizer.v)
+        file["ema"] = .f32(ema)
+        let enc = JSONEncoder()
+        enc.outputFormatting = .sortedKeys
+        file.metadata["format"] = "pt"
+        file.metadata["learngene.checkpoint"] = Self.checkpointFormat
+        file.metadata["step"] = String(optimizer.step)
+        file.metadata["config"] = String(decoding: try! enc.encode(config), as: UTF8.self)
+        file.metadata["settings"] = String(decoding: try! enc.encode(settings), as: UTF8.self)
+        file.metadata["random"] = String(decoding: try! enc.encode(random), as: UTF8.self)
+        return file
+    }
+
+    /// Why a checkpoint cannot be resumed.
+    public struct CheckpointError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Restores the state saved by `checkpoint()`. A checkpoint made for another config or
+    /// other settings is refused (never silently trained from scratch instead).
+    public func restore(from file: SafeTensors.File) throws {
+        let dec = JSONDecoder()
+        guard file.metadata["learngene.checkpoint"] == Self.checkpointFormat else {
+            throw CheckpointError(description: "not a learngene trainer checkpoint (format \(file.metadata["learngene.checkpoint"] ?? "missing"))")
+        }
+        guard let cfgJSON = file.metadata["config"], let cfg = try? dec.decode(DiTConfig.self, from: Data(cfgJSON.utf8)) else {
+            throw CheckpointError(description: "checkpoint has no readable model config")
+        }
+        guard cfg == config else {
+            throw CheckpointError(description: "checkpoint is for model \(cfgJSON), the job asks for another; delete the checkpoint or restore the manifest's model settings")
+        }
+        guard let setJSON = file.metadata["settings"], let set = try? dec.decode(TrainingSettings.self, from: Data(setJSON.utf8)), set == settings else {
+            throw CheckpointError(description: "checkpoint was made with other training settings (\(file.metadata["settings"] ?? "none")); restore the manifest's training settings")
+        }
+        guard let stepString = file.metadata["step"], let step = Int(stepString),
+              let rndJSON = file.metadata["random"], let rnd = try? dec.decode(TrainerRandomState.self, from: Data(rndJSON.utf8)) else {
+            throw CheckpointError(description: "checkpoint lacks its step or random state")
+        }
+        for (name, t) in [("params", model.params), ("adam.m", optimizer.m), ("adam.v", optimizer.v), ("ema", ema)] {
+            guard let e = file[name], e.dtype == .f32, e.count == t.count else {
+                throw CheckpointError(description: "checkpoint tensor \(name) is missing or has the wrong size")
+            }
+            e.bytes.withUnsafeBytes { raw in
+                for i in 0..<t.count { t.data[i] = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
+            }
+        }
+        optimizer.step = step
+        random = rnd
+    }
+
+    // MARK: - Export and sampling
+
+    /// The raw (or EMA) weights as a DiT `state_dict` file.
+    public func modelFile(ema useEMA: Bool, metadata: [String: String] = [:]) -> SafeTensors.File {
+        var meta = metadata
+        meta["step"] = String(step)
+        meta["weights"] = useEMA ? "ema" : "raw"
+        return model.stateDict(from: useEMA ? ema : model.params, metadata: meta)
+    }
+}
