@@ -133,3 +133,16 @@ import Tensors
         #expect(worst2 <= 1e-4)
     }
 }
+
+/// The same checks `learngene check-reference` runs, on both shared fixtures.
+@Suite struct ReferenceCheckTests {
+    @Test(arguments: ["dit-ref-a", "dit-ref-b"])
+    func everyGroupPasses(fixture: String) throws {
+        let items = try ReferenceCheck.run(try loadFixture(fixture))
+        for line in ReferenceCheck.summary(items) { print(fixture, line) }
+        #expect(items.count > 100)
+        #expect(items.filter { !$0.passed }.map(\.name) == [])
+        let groups = Set(items.map(\.group))
+        #expect(groups.isSuperset(of: ["forward", "loss", "grad", "sample", "sample10", "schedule", "adamw(stored grads)", "adamw(end to end)"]))
+    }
+}
