@@ -4,5 +4,5 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "learngene-bench",
         abstract: "Benchmarks (not tests): print one JSON object per measurement.",
-        subcommands: [])
+        subcommands: [TrainBench.self, SgemmBench.self])
 }

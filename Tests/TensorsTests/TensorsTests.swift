@@ -1,3 +1,0 @@
-import Testing
-@testable import Tensors
-@Test func placeholder() {}
