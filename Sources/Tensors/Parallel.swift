@@ -4,12 +4,19 @@ import Foundation
 /// Splits loops over the cores.
 ///
 /// Two kinds of threads share the machine's two cores: OpenBLAS's own (two by default, busy
-/// only inside a BLAS call) and ours (Dispatch's pool, busy only inside `forRanges`). The
-/// rule that keeps them from fighting is simple: never run a `Parallel` loop and a
-/// multi-threaded BLAS call at the same time. Kernels call BLAS, then `Parallel`, then BLAS,
-/// one after the other from one thread. Where many small products must run at once (attention
-/// heads), `Blas.stridedBatched` drops OpenBLAS to one thread and spreads the products over
+/// inside a BLAS call) and ours (Dispatch's pool, busy only inside `forRanges`). The rule
+/// that keeps them from fighting: never run a `Parallel` loop and a multi-threaded BLAS call
+/// at the same time. Kernels call BLAS, then `Parallel`, then BLAS, one after the other from
+/// one thread. Where many small products must run at once (attention heads),
+/// `Blas.stridedBatched` drops OpenBLAS to one thread and spreads the products over
 /// `Parallel` instead.
+///
+/// One thing the rule cannot prevent: after a multi-threaded call, OpenBLAS 0.3.21's helper
+/// thread polls for more work (a sched_yield loop) for about 2²⁸ cycles (~0.1 s) before it
+/// sleeps, so it competes, politely, with a `Parallel` loop that follows. Measured here: ~33 ms
+/// of CPU burnt per call while the caller slept 400 ms, on a loaded machine. If that shows up
+/// in profiles, the remedy is one pool: OpenBLAS on one thread and large products split over
+/// `Parallel` (the last bits of some elements then change with the split, see `Blas`).
 ///
 /// Determinism: the way a loop is split depends only on the element count and the worker
 /// count, and every index is handled by exactly one call. So any result computed per index

@@ -166,6 +166,20 @@ struct GemmCase: CustomTestStringConvertible, Sendable {
         #expect(Blas.threads == before)
     }
 
+    /// Products big enough for OpenBLAS to split them over its own threads (where the last bits
+    /// can depend on the split) still give the same bits for every worker count, batch 1 aside.
+    @Test func stridedBatchedLargeProductsSameBits() {
+        let batch = 3, m = 96, n = 80, k = 64
+        let a = randomArray(batch * m * k, seed: 15), b = randomArray(batch * k * n, seed: 16)
+        let results = perWorkerCount([1, 2, 3, 4]) { () -> [Float] in
+            var c = [Float](repeating: 0, count: batch * m * n)
+            Blas.stridedBatched(batch: batch, transA: false, transB: true, m: m, n: n, k: k,
+                                a: a, strideA: m * k, b: b, strideB: k * n, c: &c, strideC: m * n)
+            return c
+        }
+        for r in results.dropFirst() { #expect(bits(r) == bits(results[0])) }
+    }
+
     @Test func axpy() {
         var y: [Float] = [1, 2, 3]
         Blas.axpy(n: 3, alpha: 2, x: [1, 1, -1], y: &y)
