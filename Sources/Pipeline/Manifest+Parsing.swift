@@ -1,0 +1,249 @@
+import DiT
+import Foundation
+
+/// A manifest that cannot be used, with every problem found.
+public struct ManifestError: Error, Sendable, CustomStringConvertible {
+    public var file: String
+    public var problems: [Problem]
+
+    public init(file: String, problems: [Problem]) {
+        self.file = file
+        self.problems = problems
+    }
+
+    public var description: String {
+        "\(file): \(problems.count == 1 ? "1 problem" : "\(problems.count) problems")\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
+    }
+
+    public var jobError: JobError { .invalidManifest(problems, file: file) }
+}
+
+extension Manifest {
+    public static let topLevelFields = ["version", "stage", "name", "seed", "inputs", "data", "model", "training",
+                                        "checkpoint", "sampling", "evaluation"]
+
+    /// Parses and validates manifest bytes. `fileName` (e.g. `fm.yaml`) gives the syntax and the
+    /// job name; every problem is reported at once, each with its field and fix.
+    public static func parse(_ bytes: [UInt8], fileName: String, catalog: StageCatalog = .standard,
+                             limits: ConfigNode.Limits = ConfigNode.Limits()) throws(ManifestError) -> Manifest {
+        guard let syntax = ConfigNode.syntax(forFileName: fileName) else {
+            throw ManifestError(file: fileName, problems: [Problem(
+                field: "", message: "`\(fileName)` is not a manifest file name",
+                fix: "name manifests <job>.yaml, <job>.yml or <job>.json")])
+        }
+        let tree: ConfigNode
+        do {
+            tree = try ConfigNode.parse(bytes, syntax: syntax, limits: limits)
+        } catch let e as ConfigNode.ParseError {
+            throw ManifestError(file: fileName, problems: [Problem(
+                field: "", message: e.message, fix: "correct the \(syntax == .json ? "JSON" : "YAML") syntax (see the line named)", line: e.line)])
+        } catch {
+            throw ManifestError(file: fileName, problems: [Problem(field: "", message: "\(error)", fix: "correct the file")])
+        }
+        var reader = ConfigReader()
+        let manifest = resolve(tree, jobName: JobName.fromFileName((fileName as NSString).lastPathComponent), catalog: catalog, reader: &reader)
+        var problems = reader.problems
+        if problems.isEmpty { problems += manifest.crossFieldProblems(catalog: catalog) }
+        if !problems.isEmpty { throw ManifestError(file: fileName, problems: problems) }
+        return manifest
+    }
+
+    /// Reads every field of `tree`, filling defaults (problems go to `reader`).
+    static func resolve(_ tree: ConfigNode, jobName: String, catalog: StageCatalog, reader r: inout ConfigReader) -> Manifest {
+        let top = r.fields(tree, at: "", known: topLevelFields)
+
+        let version = r.int(top, "version", default: currentVersion, range: 1...Int.max,
+                            fix: "this learngene reads manifest version \(currentVersion); write `version: \(currentVersion)` or drop the field")
+        if version != currentVersion {
+            r.add("version", "manifest version \(version) is not supported (this learngene reads version \(currentVersion))",
+                  fix: "write `version: \(currentVersion)`, or run a learngene that knows version \(version)", line: top.values["version"]?.line)
+        }
+
+        // Stage.
+        var stageName = ""
+        if let s = r.string(top, "stage", default: nil) {
+            stageName = s
+            if catalog[s] == nil {
+                let hint = ConfigReader.closest(s, in: catalog.names).map { "did you mean `\($0)`? " } ?? ""
+                r.add("stage", "unknown stage `\(s)`", fix: "\(hint)use one of: \(catalog.names.joined(separator: ", "))", line: top.values["stage"]?.line)
+            }
+        } else if !top.has("stage") {
+            r.add("stage", "missing", fix: "add `stage: \(catalog.names.first ?? "pretrain")` (one of: \(catalog.names.joined(separator: ", ")))", line: nil)
+        }
+
+        // Name: the file name is the job's identity; a `name:` field must agree with it.
+        if let why = JobName.problem(jobName) {
+            r.add("name", "the file name gives job name `\(jobName)`, which \(why)",
+                  fix: "rename the file to e.g. \(JobName.sanitized(jobName)).yaml", line: nil)
+        }
+        let name = r.string(top, "name", default: jobName) ?? jobName
+        if name != jobName {
+            r.add("name", "`\(name)` differs from the file name `\(jobName)`; the file name names the job and its Outbox folder",
+                  fix: "rename the file to \(name).yaml, or set `name: \(jobName)` (or drop the field)", line: top.values["name"]?.line)
+        }
+
+        var m = Manifest(stage: stageName, name: jobName)
+        m.version = version
+        m.seed = r.int(top, "seed", default: 0, range: 0...(1 << 53), fix: "use a seed between 0 and 2^53")
+
+        // Inputs.
+        if let stage = catalog[stageName] {
+            m.inputs = readInputs(top.values["inputs"], stage: stage, jobName: jobName, reader: &r)
+        }
+
+        // Data.
+        let d = r.fields(top.values["data"], at: "data", known: ["resize", "bad_images", "max_images", "max_image_pixels", "horizontal_flip"])
+        m.data.resize = r.choice(d, "resize", default: m.data.resize, choices: DataSection.resizeModes)
+        m.data.badImages = r.choice(d, "bad_images", default: m.data.badImages, choices: DataSection.badImageModes)
+        m.data.maxImages = r.int(d, "max_images", default: 0, range: 0...100_000_000, fix: "use 0 (all images) or a positive count")
+        m.data.maxImagePixels = r.int(d, "max_image_pixels", default: m.data.maxImagePixels, range: 1...400_000_000,
+                                      fix: "use at most 400000000 (a 20000×20000 image); the default 40000000 fits any photo")
+        m.data.horizontalFlip = r.bool(d, "horizontal_flip", default: false)
+
+        // Model: the preset's values are the defaults of the individual fields.
+        let mf = r.fields(top.values["model"], at: "model", known: ["preset", "input_size", "in_channels", "patch_size", "hidden_size",
+                                                                    "depth", "num_heads", "mlp_ratio", "class_dropout_prob", "num_classes"])
+        var presetName = r.string(mf, "preset", default: m.model.preset) ?? m.model.preset
+        var preset = DiTConfig.preset(presetName)
+        if preset == nil {
+            let hint = ConfigReader.closest(presetName, in: DiTConfig.presetNames).map { "did you mean `\($0)`? " } ?? ""
+            r.add("model.preset", "unknown preset `\(presetName)`", fix: "\(hint)use one of: \(DiTConfig.presetNames.joined(separator: ", "))",
+                  line: mf.values["preset"]?.line)
+            presetName = m.model.preset
+            preset = DiTConfig.preset(presetName)
+        }
+        let p = preset!
+        m.model.preset = presetName
+        m.model.inputSize = r.int(mf, "input_size", default: p.inputSize, range: 4...256,
+                                  fix: "images are trained in pixel space on the CPU: use 28 or 32 (at most 256)")
+        m.model.inChannels = r.int(mf, "in_channels", default: p.inChannels, range: 1...4, fix: "use 1 (gray) or 3 (RGB)")
+        m.model.patchSize = r.int(mf, "patch_size", default: p.patchSize, range: 1...64, fix: "use 2, 4 or 8 (must divide input_size)")
+        m.model.hiddenSize = r.int(mf, "hidden_size", default: p.hiddenSize, range: 4...4096, fix: "use a multiple of 4 such as 128 or 256")
+        m.model.depth = r.int(mf, "depth", default: p.depth, range: 1...64, fix: "use 1…64 blocks (4–12 is typical)")
+        m.model.numHeads = r.int(mf, "num_heads", default: p.numHeads, range: 1...256, fix: "use a divisor of hidden_size such as 4")
+        m.model.mlpRatio = r.int(mf, "mlp_ratio", default: p.mlpRatio, range: 1...16, fix: "DiT uses 4")
+        m.model.classDropoutProb = r.double(mf, "class_dropout_prob", default: Double("\(p.classDropoutProb)") ?? 0.1, range: 0...1,
+                                            fix: "use a probability in [0, 1]; DiT uses 0.1 (needed for classifier-free guidance)")
+        if let node = mf.values["num_classes"], !mf.isNull(node) {
+            if case let .string(s) = node.kind, s == "auto" {
+                m.model.numClasses = .auto
+            } else if case .string = node.kind {
+                r.add("model.num_classes", "must be `auto` or a number", fix: "write `num_classes: auto` (count the class folders) or a number", line: node.line)
+            } else {
+                m.model.numClasses = .fixed(r.int(mf, "num_classes", default: 10, range: 1...100_000,
+                                                  fix: "use `auto` or a class count between 1 and 100000"))
+            }
+        }
+
+        // Training.
+        let t = r.fields(top.values["training"], at: "training", known: ["steps", "batch_size", "learning_rate", "weight_decay", "adam_beta1",
+                                                                         "adam_beta2", "adam_eps", "ema_decay", "log_every"])
+        m.training.steps = r.int(t, "steps", default: m.training.steps, range: 1...10_000_000,
+                                 fix: "use a positive number of optimizer steps (at most 10000000), e.g. 2000")
+        m.training.batchSize = r.int(t, "batch_size", default: m.training.batchSize, range: 1...4096, fix: "use 1…4096 images per step, e.g. 32")
+        m.training.learningRate = r.double(t, "learning_rate", default: m.training.learningRate, range: 0...1, openLower: true,
+                                           fix: "use a positive learning rate ≤ 1; DiT uses 0.0001")
+        m.training.weightDecay = r.double(t, "weight_decay", default: 0, range: 0...1, fix: "use 0…1; DiT uses 0")
+        m.training.adamBeta1 = r.double(t, "adam_beta1", default: 0.9, range: 0...0.999999, fix: "use a value in [0, 1), e.g. 0.9")
+        m.training.adamBeta2 = r.double(t, "adam_beta2", default: 0.999, range: 0...0.999999999, fix: "use a value in [0, 1), e.g. 0.999")
+        m.training.adamEps = r.double(t, "adam_eps", default: 1e-8, range: 0...1, openLower: true, fix: "use a small positive value, e.g. 1e-8")
+        m.training.emaDecay = r.double(t, "ema_decay", default: m.training.emaDecay, range: 0...1, fix: "use a value in [0, 1]; DiT uses 0.9999")
+        m.training.logEvery = r.int(t, "log_every", default: m.training.logEvery, range: 1...1_000_000, fix: "use a positive step count, e.g. 10")
+
+        // Checkpoints.
+        let c = r.fields(top.values["checkpoint"], at: "checkpoint", known: ["every", "keep"])
+        m.checkpoint.every = r.int(c, "every", default: m.checkpoint.every, range: 1...10_000_000,
+                                   fix: "use a positive step count, e.g. 200 (a checkpoint is also written on shutdown and at the end)")
+        m.checkpoint.keep = r.int(c, "keep", default: m.checkpoint.keep, range: 1...1000, fix: "keep at least 1 checkpoint, e.g. 2")
+
+        // Sampling.
+        let s = r.fields(top.values["sampling"], at: "sampling", known: ["sampler", "steps", "cfg_scale", "count", "grid_columns", "use_ema", "seed"])
+        m.sampling.sampler = r.choice(s, "sampler", default: m.sampling.sampler, choices: SamplingSection.samplers)
+        m.sampling.steps = r.int(s, "steps", default: m.sampling.steps, range: 1...1000,
+                                 fix: "use 1…1000 respaced steps (the diffusion has 1000), e.g. 50")
+        m.sampling.cfgScale = r.double(s, "cfg_scale", default: m.sampling.cfgScale, range: 0...100, fix: "use 1 (no guidance) to ~10, e.g. 2")
+        m.sampling.count = r.int(s, "count", default: m.sampling.count, range: 0...100_000, fix: "use 0…100000 images, e.g. 100")
+        m.sampling.gridColumns = r.int(s, "grid_columns", default: m.sampling.gridColumns, range: 1...256, fix: "use 1…256, e.g. 10")
+        m.sampling.useEma = r.bool(s, "use_ema", default: true)
+        m.sampling.seed = r.int(s, "seed", default: m.seed, range: 0...(1 << 53), fix: "use a seed between 0 and 2^53 (defaults to the job's seed)")
+
+        // Evaluation.
+        let e = r.fields(top.values["evaluation"], at: "evaluation", known: ["metrics"])
+        m.evaluation.metrics = r.strings(e, "metrics", default: [])
+        for (i, name) in m.evaluation.metrics.enumerated() where !EvaluationSection.available.contains(name) {
+            let line = e.values["metrics"]?.line
+            if EvaluationSection.planned.contains(name) {
+                r.add("evaluation.metrics[\(i)]", "metric `\(name)` is not available in this version",
+                      fix: "remove it; metrics.json always holds the loss curve, images/s, wall time and peak memory", line: line)
+            } else {
+                r.add("evaluation.metrics[\(i)]", "unknown metric `\(name)`",
+                      fix: "remove it (available: \(EvaluationSection.available.isEmpty ? "none yet" : EvaluationSection.available.joined(separator: ", ")))", line: line)
+            }
+        }
+        return m
+    }
+
+    static func readInputs(_ node: ConfigNode?, stage: StageDescription, jobName: String, reader r: inout ConfigReader) -> [String: InputSource] {
+        let f = r.fields(node, at: "inputs", known: stage.inputs.map(\.name))
+        var out: [String: InputSource] = [:]
+        for role in stage.inputs {
+            let field = "inputs.\(role.name)"
+            guard let n = f.values[role.name], !f.isNull(n) else {
+                if role.required {
+                    let example = role.shorthandKind == "dataset" ? "\(role.name): <dataset name>" : "\(role.name): {job: <job name>}"
+                    r.add(field, "missing (stage \(stage.name) needs \(role.help))", fix: "add `inputs:` with `\(example)`", line: f.line)
+                }
+                continue
+            }
+            var kind = role.shorthandKind
+            var value: String?
+            var valueLine = n.line
+            switch n.kind {
+            case let .string(s): value = s
+            case let .map(pairs):
+                if pairs.count == 1, InputSource.kinds.contains(pairs[0].key) {
+                    kind = pairs[0].key
+                    valueLine = pairs[0].value.line ?? n.line
+                    if case let .string(s) = pairs[0].value.kind { value = s } else {
+                        r.add("\(field).\(kind)", "must be text, got \(pairs[0].value.typeName)", fix: "write the \(kind) as text", line: valueLine)
+                        continue
+                    }
+                } else {
+                    r.add(field, "must have exactly one of `dataset:`, `path:` or `job:`, got \(pairs.map { "`\($0.key)`" }.joined(separator: ", "))",
+                          fix: "write e.g. `\(role.name): {dataset: fashion-mnist}` or `\(role.name): {job: other-job}`", line: n.line)
+                    continue
+                }
+            default:
+                r.add(field, "must be a name or a mapping, got \(n.typeName)", fix: "write e.g. `\(role.name): fashion-mnist`", line: n.line)
+                continue
+            }
+            guard let v = value else { continue }
+            switch kind {
+            case "dataset":
+                if let why = JobName.problem(v) {
+                    r.add(field, "dataset name `\(v)` \(why)",
+                          fix: "name a folder directly inside Inbox/datasets/ (use `{path: ...}` for a folder elsewhere under the root)", line: valueLine)
+                } else {
+                    out[role.name] = .dataset(v)
+                }
+            case "job":
+                if let why = JobName.problem(v) {
+                    r.add(field, "job name `\(v)` \(why)", fix: "name an earlier job by its manifest's file name without extension", line: valueLine)
+                } else if v == jobName {
+                    r.add(field, "the job names itself as its input", fix: "name an earlier job's output, or a dataset", line: valueLine)
+                } else {
+                    out[role.name] = .job(v)
+                }
+            default:  // path
+                if v.isEmpty {
+                    r.add(field, "the path is empty", fix: "name a folder under the root, e.g. `{path: Inbox/datasets/x}`", line: valueLine)
+                } else if v.split(separator: "/").contains("..") {
+                    r.add(field, "path `\(v)` contains `..`", fix: "write the path from the root folder down, without `..` (inputs must stay inside the root)", line: valueLine)
+                } else {
+                    out[role.name] = .path(v)
+                }
+            }
+        }
+        return out
+    }
+}

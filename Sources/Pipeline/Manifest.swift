@@ -1,0 +1,224 @@
+import DiT
+import Foundation
+
+/// A job manifest in its resolved form: every field present, every default filled in. This is
+/// what runs, what is hashed into checkpoints, and what is written back as `manifest.yaml` in
+/// the job's output (a valid manifest itself, so a result can be reproduced from its folder).
+///
+/// Field names are snake_case in files (DiT's argument names where they exist).
+public struct Manifest: Sendable, Equatable {
+    public static let currentVersion = 1
+
+    /// Manifest format version (1).
+    public var version: Int = Manifest.currentVersion
+    /// What the job does: a stage name from the catalog (`pretrain`).
+    public var stage: String
+    /// The job's name: its file name without extension; names its `Outbox/<name>/` folder.
+    public var name: String
+    /// Seed for every random choice (initialization, data order, noise, label dropout).
+    public var seed: Int = 0
+    /// Where the job's inputs come from, by role (`dataset`, `model`, ...).
+    public var inputs: [String: InputSource] = [:]
+    public var data = DataSection()
+    public var model = ModelSection()
+    public var training = TrainingSection()
+    public var checkpoint = CheckpointSection()
+    public var sampling = SamplingSection()
+    public var evaluation = EvaluationSection()
+
+    public init(stage: String, name: String) {
+        self.stage = stage
+        self.name = name
+    }
+
+    /// How images are read and turned into training tensors.
+    public struct DataSection: Sendable, Equatable {
+        /// Fitting images of other sizes to the model's `input_size`: `center_crop` (scale the
+        /// short side, crop the middle), `stretch` (scale both sides), `pad` (scale the long side, pad).
+        public var resize = "center_crop"
+        /// A corrupt, truncated or oversized image: `fail` the job, or `skip` the file (and report it).
+        public var badImages = "fail"
+        /// Use at most this many images (0: all), taken in a seeded order.
+        public var maxImages = 0
+        /// Refuse images whose declared width×height exceeds this before decoding (decompression bombs).
+        public var maxImagePixels = 40_000_000
+        /// Random horizontal flips during training.
+        public var horizontalFlip = false
+
+        public static let resizeModes = ["center_crop", "stretch", "pad"]
+        public static let badImageModes = ["fail", "skip"]
+
+        public init() {}
+    }
+
+    /// The DiT's shape: a preset from DiT's registry, each field overridable.
+    public struct ModelSection: Sendable, Equatable {
+        public var preset = "cpu-28-small"
+        public var inputSize = 28
+        public var inChannels = 1
+        public var patchSize = 4
+        public var hiddenSize = 128
+        public var depth = 4
+        public var numHeads = 4
+        public var mlpRatio = 4
+        public var classDropoutProb = 0.1
+        /// Number of classes; `auto` (0 here) means the number of class folders in the dataset.
+        public var numClasses: NumClasses = .auto
+
+        public enum NumClasses: Sendable, Equatable {
+            case auto
+            case fixed(Int)
+        }
+
+        public init() {}
+
+        /// The DiT configuration, given the number of classes the data has.
+        public func ditConfig(numClasses classes: Int) -> DiTConfig {
+            let n: Int = if case let .fixed(k) = numClasses { k } else { classes }
+            return DiTConfig(inputSize: inputSize, patchSize: patchSize, inChannels: inChannels, hiddenSize: hiddenSize,
+                             depth: depth, numHeads: numHeads, numClasses: n, mlpRatio: mlpRatio,
+                             classDropoutProb: Float(classDropoutProb))
+        }
+    }
+
+    /// The optimization recipe (DiT's `train.py`: AdamW, constant LR, EMA).
+    public struct TrainingSection: Sendable, Equatable {
+        public var steps = 1000
+        public var batchSize = 32
+        public var learningRate = 1e-4
+        public var weightDecay = 0.0
+        public var adamBeta1 = 0.9
+        public var adamBeta2 = 0.999
+        public var adamEps = 1e-8
+        public var emaDecay = 0.9999
+        /// Log a progress line every this many steps.
+        public var logEvery = 10
+
+        public init() {}
+    }
+
+    /// When to write resumable checkpoints and how many to keep.
+    public struct CheckpointSection: Sendable, Equatable {
+        /// Write a checkpoint every this many steps (also on shutdown and at the end).
+        public var every = 200
+        /// Keep the newest this many complete checkpoints.
+        public var keep = 2
+        public init() {}
+    }
+
+    /// How samples are drawn after training (`samples.npz`, the sample grid).
+    public struct SamplingSection: Sendable, Equatable {
+        /// `ddim` (deterministic, few steps) or `ddpm` (ancestral).
+        public var sampler = "ddim"
+        /// Respaced diffusion steps.
+        public var steps = 50
+        /// Classifier-free guidance scale (1 = no guidance).
+        public var cfgScale = 2.0
+        /// Number of images in `samples.npz` (0: no samples).
+        public var count = 100
+        /// Images per row of the grid PNG.
+        public var gridColumns = 10
+        /// Sample from the EMA weights (true) or the raw ones.
+        public var useEma = true
+        /// Seed for the sampling noise (defaults to the job's seed).
+        public var seed = 0
+
+        public static let samplers = ["ddim", "ddpm"]
+
+        public init() {}
+    }
+
+    /// Which metrics to compute on the samples.
+    public struct EvaluationSection: Sendable, Equatable {
+        public var metrics: [String] = []
+        /// Metric names this build can compute (none yet beyond the training metrics that
+        /// `metrics.json` always has).
+        public static let available: [String] = []
+        public static let planned = ["fd_effnet_lite0", "sfd_effnet_lite0", "precision_recall"]
+        public init() {}
+    }
+
+    /// The resolved manifest as an ordered tree (the order of the documentation).
+    public var json: JSONValue {
+        .object([
+            ("version", .int(version)), ("stage", .string(stage)), ("name", .string(name)), ("seed", .int(seed)),
+            ("inputs", .object(inputs.keys.sorted().map { ($0, inputs[$0]!.json) })),
+            ("data", .object([("resize", .string(data.resize)), ("bad_images", .string(data.badImages)),
+                              ("max_images", .int(data.maxImages)), ("max_image_pixels", .int(data.maxImagePixels)),
+                              ("horizontal_flip", .bool(data.horizontalFlip))])),
+            ("model", .object([("preset", .string(model.preset)), ("input_size", .int(model.inputSize)),
+                               ("in_channels", .int(model.inChannels)), ("patch_size", .int(model.patchSize)),
+                               ("hidden_size", .int(model.hiddenSize)), ("depth", .int(model.depth)),
+                               ("num_heads", .int(model.numHeads)), ("mlp_ratio", .int(model.mlpRatio)),
+                               ("class_dropout_prob", .double(model.classDropoutProb)),
+                               ("num_classes", { if case let .fixed(n) = model.numClasses { .int(n) } else { .string("auto") } }())])),
+            ("training", .object([("steps", .int(training.steps)), ("batch_size", .int(training.batchSize)),
+                                  ("learning_rate", .double(training.learningRate)), ("weight_decay", .double(training.weightDecay)),
+                                  ("adam_beta1", .double(training.adamBeta1)), ("adam_beta2", .double(training.adamBeta2)),
+                                  ("adam_eps", .double(training.adamEps)), ("ema_decay", .double(training.emaDecay)),
+                                  ("log_every", .int(training.logEvery))])),
+            ("checkpoint", .object([("every", .int(checkpoint.every)), ("keep", .int(checkpoint.keep))])),
+            ("sampling", .object([("sampler", .string(sampling.sampler)), ("steps", .int(sampling.steps)),
+                                  ("cfg_scale", .double(sampling.cfgScale)), ("count", .int(sampling.count)),
+                                  ("grid_columns", .int(sampling.gridColumns)), ("use_ema", .bool(sampling.useEma)),
+                                  ("seed", .int(sampling.seed))])),
+            ("evaluation", .object([("metrics", .array(evaluation.metrics.map { .string($0) }))])),
+        ])
+    }
+
+    /// The resolved manifest as YAML: a valid manifest that reproduces the job.
+    public func yaml() -> String {
+        "# Resolved manifest of job \(name): every field with the value used.\n" + YAMLWriter.write(json)
+    }
+
+    /// Hash of everything that determines the job's result; a checkpoint written under a
+    /// different hash cannot be resumed by this manifest.
+    public var configHash: String { ConfigHash.hex(Array(json.compact.utf8)) }
+
+    /// The job names this manifest's inputs depend on.
+    public var jobDependencies: [String] {
+        inputs.keys.sorted().compactMap { if case let .job(j) = inputs[$0]! { j } else { nil } }
+    }
+}
+
+/// Where an input comes from.
+public enum InputSource: Sendable, Equatable {
+    /// A dataset folder `Inbox/datasets/<name>/`.
+    case dataset(String)
+    /// A folder or file given relative to the root.
+    case path(String)
+    /// The published output `Outbox/<job>/` of an earlier job.
+    case job(String)
+
+    public static let kinds = ["dataset", "path", "job"]
+
+    var json: JSONValue {
+        switch self {
+        case let .dataset(n): .object([("dataset", .string(n))])
+        case let .path(p): .object([("path", .string(p))])
+        case let .job(j): .object([("job", .string(j))])
+        }
+    }
+
+    public var summary: String {
+        switch self {
+        case let .dataset(n): "dataset \(n)"
+        case let .path(p): "path \(p)"
+        case let .job(j): "job \(j)"
+        }
+    }
+}
+
+/// FNV-1a, 64 bit: a stable fingerprint of configuration bytes (not a security hash; it only
+/// has to tell "the same configuration" from "a different one").
+public enum ConfigHash {
+    public static func hex(_ bytes: [UInt8]) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01B3
+        }
+        let s = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+}

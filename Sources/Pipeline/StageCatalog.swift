@@ -1,0 +1,50 @@
+/// What a stage is, as far as manifests are concerned: its name and the inputs it takes. The
+/// catalog is pure data, so manifests can be validated without the code that runs the stage.
+public struct StageDescription: Sendable, Equatable {
+    public var name: String
+    public var summary: String
+    public var inputs: [InputRole]
+
+    public init(name: String, summary: String, inputs: [InputRole]) {
+        self.name = name
+        self.summary = summary
+        self.inputs = inputs
+    }
+}
+
+/// One input slot of a stage (`inputs.<name>` in a manifest).
+public struct InputRole: Sendable, Equatable {
+    public var name: String
+    public var required: Bool
+    /// What a bare string means for this role: `dataset` (a name in Inbox/datasets) or `job`.
+    public var shorthandKind: String
+    public var help: String
+
+    public init(name: String, required: Bool, shorthandKind: String, help: String) {
+        self.name = name
+        self.required = required
+        self.shorthandKind = shorthandKind
+        self.help = help
+    }
+}
+
+/// The stages manifests may name.
+public struct StageCatalog: Sendable {
+    public var stages: [String: StageDescription]
+
+    public init(_ stages: [StageDescription]) {
+        self.stages = Dictionary(uniqueKeysWithValues: stages.map { ($0.name, $0) })
+    }
+
+    public subscript(name: String) -> StageDescription? { stages[name] }
+    public var names: [String] { stages.keys.sorted() }
+
+    public static let pretrain = StageDescription(
+        name: "pretrain",
+        summary: "train a class-conditional DiT on an ImageFolder dataset",
+        inputs: [InputRole(name: "dataset", required: true, shorthandKind: "dataset",
+                           help: "an ImageFolder dataset: Inbox/datasets/<name>/<class>/<image>.png|.jpg")])
+
+    /// The stages of this version.
+    public static let standard = StageCatalog([pretrain])
+}
