@@ -8,7 +8,8 @@
 /// count, and accurate to about 1e-16 relative for the sums a training loop needs (losses,
 /// gradient norms).
 ///
-/// Buffers may alias only where a doc comment says so (`y` may be `x` in `mul` and `axpby`).
+/// Elementwise inputs and outputs may be the very same buffer (`Ops.mul(x, x, into: x)`), since
+/// element i is read before it is written; buffers that partly overlap are not allowed.
 public enum Ops {
     /// Elements per block of a deterministic reduction.
     public static let reductionBlock = 8192
@@ -30,7 +31,7 @@ public enum Ops {
         Parallel.forRanges(count) { r in for i in r { y[i] += x[i] } }
     }
 
-    /// z = x + y (z may be x or y).
+    /// z = x + y
     public static func add(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, into z: UnsafeMutablePointer<Float>, count: Int) {
         Parallel.forRanges(count) { r in for i in r { z[i] = x[i] + y[i] } }
     }
@@ -52,7 +53,7 @@ public enum Ops {
         Parallel.forRanges(count, costPerItem: 3) { r in for i in r { y[i] = alpha * x[i] + beta * y[i] } }
     }
 
-    /// z = x ⊙ y, elementwise (z may be x or y).
+    /// z = x ⊙ y, elementwise.
     public static func mul(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, into z: UnsafeMutablePointer<Float>, count: Int) {
         Parallel.forRanges(count) { r in for i in r { z[i] = x[i] * y[i] } }
     }

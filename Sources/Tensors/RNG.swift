@@ -6,7 +6,7 @@ import Foundation
 /// It is a keyed bijection, not a state machine: block `c` under key `k` is a pure function of
 /// (c, k). Any thread can compute any block without computing the ones before it, which is
 /// what makes a fill split over any number of threads give the same bits, and makes the whole
-/// generator state two integers that a checkpoint can store.
+/// generator state a few integers (seed, stream, position) that a checkpoint can store.
 public enum Philox {
     /// Ten rounds of Philox4x32 on `counter` under `key`; bit-exact with Random123's
     /// `philox4x32(ctr, key)` (checked against its known-answer tests).
