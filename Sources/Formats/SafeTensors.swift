@@ -226,7 +226,7 @@ public enum SafeTensors {
     }
 
     /// Why a file could not be read or written.
-    public struct FormatError: Error, CustomStringConvertible {
+    public struct FormatError: Error, CustomStringConvertible, Sendable, Equatable {
         public var file: String
         public var reason: String
         public var description: String { "safetensors file \(file): \(reason)" }

@@ -290,3 +290,27 @@ private func sampleFile() -> SafeTensors.File {
         #expect { try SafeTensors.read(contentsOf: NSTemporaryDirectory()) } throws: { "\($0)".contains("not a regular file") }
     }
 }
+
+@Suite struct AtomicFileTests {
+    @Test func replacesWholeAndLeavesNoTemporaryFiles() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atomic-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try AtomicFile.write([1, 2, 3], to: dir + "/f")
+        try AtomicFile.write([4, 5], to: dir + "/f")
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir + "/f"))) == [4, 5])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["f"])
+    }
+
+    @Test func failuresNameThePathAndCleanUp() throws {
+        #expect { try AtomicFile.write([1], to: "/nonexistent-dir/f") } throws: {
+            "\($0)".hasPrefix("cannot write /nonexistent-dir/f: cannot create a temporary file in /nonexistent-dir: No such file or directory")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("atomic-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/taken/inner", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Renaming a file over a non-empty folder fails; the temporary file must not stay.
+        #expect { try AtomicFile.write([1], to: dir + "/taken") } throws: { "\($0)".contains("cannot rename the finished temporary file into place") }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["taken"])
+    }
+}
