@@ -6,6 +6,7 @@ extension DiTModel {
     /// Consumes the cached attention probabilities (call `forward` again before another backward).
     public func backward(dOut: UnsafePointer<Float>) {
         guard let a = acts else { preconditionFailure("backward called before forward") }
+        precondition(!a.inference, "backward needs a model not in inferenceOnly mode")
         let c = config, N = a.N, D = c.hiddenSize, T = c.tokens, H = c.numHeads, F = c.mlpHidden
         let P = params.data, G = grads.data
         let outDim = c.patchSize * c.patchSize * c.outChannels

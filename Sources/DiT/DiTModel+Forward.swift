@@ -25,7 +25,7 @@ extension DiTModel {
 
         // Patch embedding (a stride-p conv as a matmul) plus the fixed positions.
         patchify(out: a.patches.data, images: x, N: N, C: c.inChannels, S: c.inputSize, p: c.patchSize)
-        let x0 = a.resid[0].data
+        let x0 = a.residual(0).data
         linearForward(out: x0, inp: a.patches.data, weight: P + layout.offset("x_embedder.proj.weight"),
                       bias: P + layout.offset("x_embedder.proj.bias"), M: N * T, IC: c.patchDim, OC: D)
         let pos = posEmbed.data
@@ -43,7 +43,7 @@ extension DiTModel {
         // Final layer: adaLN (shift, scale) → LN/modulate → linear → unpatchify.
         linearForward(out: a.modF.data, inp: a.siluC.data, weight: P + layout.offset("final_layer.adaLN_modulation.1.weight"),
                       bias: P + layout.offset("final_layer.adaLN_modulation.1.bias"), M: N, IC: D, OC: 2 * D)
-        layerNormModulateForward(out: a.hF.data, mean: a.lnFMean.data, rstd: a.lnFRstd.data, inp: a.resid[c.depth].data,
+        layerNormModulateForward(out: a.hF.data, mean: a.lnFMean.data, rstd: a.lnFRstd.data, inp: a.residual(c.depth).data,
                                  shift: a.modF.data, scale: a.modF.data + D, modStride: 2 * D, N: N, T: T, D: D)
         let outDim = c.patchSize * c.patchSize * c.outChannels
         linearForward(out: a.outTok.data, inp: a.hF.data, weight: P + layout.offset("final_layer.linear.weight"),
@@ -53,8 +53,8 @@ extension DiTModel {
 
     /// One adaLN-Zero block: x += gate_msa·attn(modulate(LN(x))); x += gate_mlp·mlp(modulate(LN(x))).
     func blockForward(_ l: Int, a: Activations, N: Int, T: Int, D: Int, H: Int, F: Int) {
-        let o = blockOffsets[l], P = params.data, b = a.blocks[l]
-        let x = a.resid[l].data, xOut = a.resid[l + 1].data, mod = b.mod.data
+        let o = blockOffsets[l], P = params.data, b = a.block(l)
+        let x = a.residual(l).data, xOut = a.residual(l + 1).data, mod = b.mod.data
         linearForward(out: mod, inp: a.siluC.data, weight: P + o.adaW, bias: P + o.adaB, M: N, IC: D, OC: 6 * D)
         // attention branch
         layerNormModulateForward(out: b.h1.data, mean: b.ln1Mean.data, rstd: b.ln1Rstd.data, inp: x,

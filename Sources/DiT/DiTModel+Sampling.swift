@@ -45,6 +45,12 @@ extension DiTModel {
     public func sample(labels: [Int], settings: SamplingSettings, seed: UInt64, batch: Int = 64) throws -> Tensor {
         let c = config, m = c.inChannels * c.inputSize * c.inputSize
         let diffusion = try GaussianDiffusion(diffusionSteps: 1000)
+        let wasInference = inferenceOnly
+        inferenceOnly = true
+        defer {
+            releaseActivations()
+            inferenceOnly = wasInference
+        }
         let result = Tensor(shape: [labels.count, c.inChannels, c.inputSize, c.inputSize])
         var rng = RandomStream(seed: seed, stream: 0x5A)
         var start = 0
@@ -58,7 +64,6 @@ extension DiTModel {
             (result.data + start * m).update(from: images.data, count: chunk.count * m)
             start += chunk.count
         }
-        releaseActivations()
         return result
     }
 }
@@ -69,6 +74,7 @@ extension DiTTrainer {
     public func inferenceModel(ema useEMA: Bool) -> DiTModel {
         let m = DiTModel(config: config)
         m.params.copy(from: useEMA ? ema : model.params)
+        m.inferenceOnly = true
         return m
     }
 }

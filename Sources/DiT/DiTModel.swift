@@ -74,16 +74,27 @@ final class Activations {
     let dOutTok: Tensor    // (N, T, p²·2C)
     let attnScratch: Tensor  // workers × T × T
 
-    init(config c0: DiTConfig, N: Int) {
+    /// True when only the forward pass will run (sampling): one block's buffers are reused by
+    /// every layer and the residual stream ping-pongs between two buffers, so memory does not
+    /// grow with depth.
+    let inference: Bool
+
+    /// Buffers of layer l (shared by all layers in inference mode).
+    func block(_ l: Int) -> BlockActivations { blocks[inference ? 0 : l] }
+    /// Residual stream entering layer l (l = depth: entering the final layer).
+    func residual(_ l: Int) -> Tensor { resid[inference ? l % 2 : l] }
+
+    init(config c0: DiTConfig, N: Int, inference: Bool = false) {
         let D = c0.hiddenSize, T = c0.tokens, H = c0.numHeads, F = c0.mlpHidden
         self.N = N
+        self.inference = inference
         tFreq = Tensor(shape: [N, c0.frequencyEmbeddingSize])
         tH = Tensor(shape: [N, D]); tHs = Tensor(shape: [N, D]); tEmb = Tensor(shape: [N, D])
         yEmb = Tensor(shape: [N, D]); c = Tensor(shape: [N, D]); siluC = Tensor(shape: [N, D])
         labels = []
         patches = Tensor(shape: [N, T, c0.patchDim])
-        resid = (0...c0.depth).map { _ in Tensor(shape: [N, T, D]) }
-        blocks = (0..<c0.depth).map { _ in BlockActivations(N: N, T: T, D: D, H: H, F: F) }
+        resid = (0...(inference ? 1 : c0.depth)).map { _ in Tensor(shape: [N, T, D]) }
+        blocks = (0..<(inference ? 1 : c0.depth)).map { _ in BlockActivations(N: N, T: T, D: D, H: H, F: F) }
         modF = Tensor(shape: [N, 2 * D])
         lnFMean = Tensor(shape: [N * T]); lnFRstd = Tensor(shape: [N * T])
         hF = Tensor(shape: [N, T, D])
@@ -145,10 +156,17 @@ public final class DiTModel: @unchecked Sendable {
 
     public func zeroGrad() { grads.zero() }
 
+    /// Forward-only mode (sampling, evaluation): activations are not kept per layer, so
+    /// `backward` is unavailable. Set before the first `forward`.
+    public var inferenceOnly = false {
+        didSet { if inferenceOnly != oldValue { acts = nil } }
+    }
+
     /// Buffers for batch size N (reallocated only when N changes).
     func activations(_ N: Int) -> Activations {
         if let a = acts, a.N == N { return a }
-        let a = Activations(config: config, N: N)
+        acts = nil  // free the old buffers before allocating the new ones
+        let a = Activations(config: config, N: N, inference: inferenceOnly)
         acts = a
         return a
     }
@@ -156,9 +174,16 @@ public final class DiTModel: @unchecked Sendable {
     /// Releases the activation buffers (e.g. between training and sampling at another batch).
     public func releaseActivations() { acts = nil }
 
-    /// Floats of saved activations for batch N (for the analytic memory figure).
-    public static func activationFloats(config: DiTConfig, batch N: Int) -> (saved: Int, scratch: Int) {
-        let a = Activations(config: config, N: N)
-        return (a.savedFloatCount, a.scratchFloatCount)
+    /// Floats of saved activations and of backward scratch for batch N, counted from the
+    /// buffer list of `Activations` without allocating it (for the analytic memory figure).
+    public static func activationFloats(config c: DiTConfig, batch N: Int) -> (saved: Int, scratch: Int) {
+        let D = c.hiddenSize, T = c.tokens, H = c.numHeads, F = c.mlpHidden, L = c.depth
+        let outDim = c.patchSize * c.patchSize * c.outChannels
+        let conditioning = N * c.frequencyEmbeddingSize + 6 * N * D
+        let perBlock = N * 6 * D + 4 * N * T + 9 * N * T * D + N * H * T * T + 2 * N * T * F
+        let saved = conditioning + N * T * c.patchDim + (L + 1) * N * T * D + L * perBlock
+            + 2 * N * D + 2 * N * T + N * T * D + N * T * outDim
+        let scratch = 4 * N * T * D + 3 * N * T * D + N * T * F + 6 * N * D + 4 * N * D + N * T * outDim + Parallel.workers * T * T
+        return (saved, scratch)
     }
 }
