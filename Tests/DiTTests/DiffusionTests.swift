@@ -39,7 +39,7 @@ private enum DF {
             s.refMax = max(s.refMax, abs(ref[i]))
             if !(d <= atol + rtol * abs(ref[i])) { s.ok = false }
         }
-        print("DiffusionTests \(name.padding(toLength: 46, withPad: " ", startingAt: 0)) max|Δ|=\(String(format: "%.3e", s.maxAbs))  max rel=\(String(format: "%.3e", s.maxRel))  max|ref|=\(String(format: "%.3e", s.refMax))")
+        print("DiffusionTests \(name.padding(toLength: 46, withPad: " ", startingAt: 0)) max|Δ|=\(String(format: "%.3e", s.maxAbs))  max rel=\(String(format: "%.3e", s.maxRel))  max|ref|=\(String(format: "%.3e", s.refMax))  max|Δ|/max|ref|=\(String(format: "%.3e", s.maxAbs / max(s.refMax, 1e-300)))")
         #expect(s.ok, "\(name): max|Δ| \(s.maxAbs) exceeds atol \(atol) + rtol \(rtol)·|ref|", sourceLocation: sourceLocation)
         return s
     }
@@ -54,11 +54,15 @@ private enum DF {
 /// Independent float64 re-implementation of DiT's diffusion maths from the README conventions,
 /// driven by the fixture's own float64 schedule arrays (no code shared with Sources/DiT).
 private struct Ref64 {
-    var betas: [Double], acp: [Double], plvc: [Double]
-    var acpPrev: [Double] { [1.0] + acp.dropLast() }
+    let betas: [Double], acp: [Double], plvc: [Double]
+    let acpPrev: [Double], c1: [Double], c2: [Double]
 
     init(betas: [Double], acp: [Double], plvc: [Double]) {
         self.betas = betas; self.acp = acp; self.plvc = plvc
+        let prev = [1.0] + acp.dropLast()
+        acpPrev = prev
+        c1 = betas.indices.map { betas[$0] * prev[$0].squareRoot() / (1 - acp[$0]) }
+        c2 = betas.indices.map { (1 - prev[$0]) * (1 - betas[$0]).squareRoot() / (1 - acp[$0]) }
     }
 
     init(fixture f: SafeTensors.File, prefix: String) {
@@ -66,8 +70,8 @@ private struct Ref64 {
                   plvc: DF.doubles(f, "\(prefix)/posterior_log_variance_clipped"))
     }
 
-    func coef1(_ t: Int) -> Double { betas[t] * acpPrev[t].squareRoot() / (1 - acp[t]) }
-    func coef2(_ t: Int) -> Double { (1 - acpPrev[t]) * (1 - betas[t]).squareRoot() / (1 - acp[t]) }
+    func coef1(_ t: Int) -> Double { c1[t] }
+    func coef2(_ t: Int) -> Double { c2[t] }
 
     static func cdf(_ z: Double) -> Double { 0.5 * (1 + tanh((2 / Double.pi).squareRoot() * (z + 0.044715 * z * z * z))) }
 
@@ -242,6 +246,16 @@ struct DiffusionTests {
         let fd = r.finiteDifferenceGradient(x0: x0.map(Double.init), noise: noise.map(Double.init), t: t, out: out.map(Double.init))
         let scale = fd.map(abs).max()!
         DF.check("\(name) d loss_mean/d model_output (vs FD64)", grad.map(Double.init), fd, atol: 1e-4 * scale, rtol: 1e-4)
+        do {  // per sample and half, to show where float32 differs most (t = 0: the decoder NLL)
+            let n = t.count, m = x0.count / n
+            for s in 0..<n {
+                for (half, off) in [("eps", 0), ("v", m)] {
+                    let lo = s * 2 * m + off
+                    DF.check("\(name)   sample \(s) (t=\(t[s])) d/d\(half)", grad[lo..<(lo + m)].map(Double.init), Array(fd[lo..<(lo + m)]),
+                             atol: 1e-4 * scale, rtol: 1e-4)
+                }
+            }
+        }
         // the ε half is exactly the mse gradient, the v half never depends on the mse
         let n = t.count, m = x0.count / n
         var maxEpsErr = 0.0
@@ -423,6 +437,36 @@ struct DiffusionTests {
         var rng = RandomStream(seed: 1)
         _ = try base.sample(model: model, shape: [2, 3, 4, 4], labels: [1, 3], steps: 4, guidance: 1, nullClass: 5, rng: &rng)
         #expect(calls.count == 4 && calls.allSatisfy { $0.rows == 2 && $0.y == [1, 3] })
+    }
+
+    @Test("loss, gradient and sampling do not depend on the worker count")
+    func workerCountIndependence() throws {
+        let f = try DF.load("dit-ref-a")
+        let d = try GaussianDiffusion()
+        func lossBits() -> [UInt32] {
+            let (terms, grad) = d.trainingLosses(xStart: DF.floats(f, "input/x"), noise: DF.floats(f, "input/noise"),
+                                                 t: DF.ints(f, "input/t"), modelOutput: DF.floats(f, "inter/loss_model_output"))
+            return (terms.loss + [terms.lossMean] + grad).map(\.bitPattern)
+        }
+        // large enough (N·M = 2·3·32·32) that the elementwise loops really split
+        let model: DenoiserFn = { x, t, y, out in
+            let m = 3 * 32 * 32
+            for s in 0..<t.count { for j in 0..<m {
+                out[s * 2 * m + j] = 0.7 * Foundation.tanh(x[s * m + j]) + 0.1 * Float(y[s])
+                out[s * 2 * m + m + j] = Foundation.cos(x[s * m + j])
+            } }
+        }
+        func sampleBits(_ sampler: DiffusionSampler) throws -> [UInt32] {
+            var rng = RandomStream(seed: 3)
+            return try d.sample(model: model, shape: [2, 3, 32, 32], labels: [0, 1], steps: 4, sampler: sampler,
+                                guidance: 2, cfgMode: .standard, nullClass: 2, rng: &rng).toArray().map(\.bitPattern)
+        }
+        let one = Parallel.withWorkers(1) { lossBits() }
+        for w in [2, 3] { #expect(Parallel.withWorkers(w) { lossBits() } == one, "loss with \(w) workers") }
+        for sampler in [DiffusionSampler.ddpm, .ddim(eta: 0.3)] {
+            let ref = try Parallel.withWorkers(1) { try sampleBits(sampler) }
+            for w in [2, 3] { #expect(try Parallel.withWorkers(w) { try sampleBits(sampler) } == ref, "\(sampler) with \(w) workers") }
+        }
     }
 
     @Test("guidance forms: standard guides ε; DiT's form guides output channels [0, 3) literally", arguments: [1, 2, 3, 4])
