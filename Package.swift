@@ -27,8 +27,8 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // libjpeg needs setjmp/longjmp error handling, which Swift cannot call: a small C shim.
-        .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg")]),
+        // libjpeg and libpng's classic API need setjmp/longjmp error handling, which Swift cannot call: a small C shim.
+        .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
         .target(name: "Tensors", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
         .target(name: "Formats", dependencies: ["Tensors", "CZlib"], swiftSettings: swiftSettings),

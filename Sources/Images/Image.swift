@@ -13,11 +13,22 @@ public struct Image: Sendable, Equatable {
         self.channels = channels
         self.pixels = pixels
     }
+
+    /// True when the last channel is alpha (2 or 4 channels).
+    public var hasAlpha: Bool { channels == 2 || channels == 4 }
 }
 
-/// Limits checked against an image's declared size before any pixel memory is allocated.
-public struct ImageLimits: Sendable, Equatable {
+/// Limits checked before memory is committed to a file: the declared pixel count is read
+/// from the header and refused before any pixel buffer exists (decompression bombs: a
+/// 40 KB PNG can declare 100000 × 100000 pixels), and the file size is checked before the
+/// file is read.
+public struct ImageLimits: Sendable, Equatable, Codable {
     /// Largest width × height accepted (decompression-bomb guard).
     public var maxPixels: Int
-    public init(maxPixels: Int = 40_000_000) { self.maxPixels = maxPixels }
+    /// Largest file accepted, in bytes (a file is read whole into memory before decoding).
+    public var maxFileBytes: Int
+    public init(maxPixels: Int = 40_000_000, maxFileBytes: Int = 256 << 20) {
+        self.maxPixels = maxPixels
+        self.maxFileBytes = maxFileBytes
+    }
 }
