@@ -194,3 +194,25 @@ func finiteDifferenceCheck(_ name: String, values: inout [Float], analytic: [Flo
         #expect(abs(pe[token * 8 + 4] - Float(sin(1.0))) < 1e-7)
     }
 }
+
+@Suite struct FastMathTests {
+    /// The vectorized exp and tanh against libm over their whole useful range.
+    @Test func accuracy() {
+        var worstExp = 0.0, worstTanh = 0.0
+        var x: Float = -87
+        while x < 88 {
+            let e = Double(fastExp(x)), ref = exp(Double(x))
+            worstExp = max(worstExp, abs(e - ref) / ref)
+            x += 0.0137
+        }
+        x = -12
+        while x < 12 {
+            worstTanh = max(worstTanh, abs(Double(fastTanh(x)) - tanh(Double(x))))
+            x += 0.000731
+        }
+        print("fastExp max rel err \(worstExp), fastTanh max abs err \(worstTanh)")
+        #expect(worstExp < 5e-7)
+        #expect(worstTanh < 5e-7)
+        #expect(fastTanh(Float(0)) == 0 && fastTanh(Float(-3)) == -fastTanh(Float(3)))
+    }
+}
