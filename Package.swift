@@ -35,10 +35,12 @@ let package = Package(
         .target(name: "Images", dependencies: ["CPNG", "CJPEGShim"], swiftSettings: swiftSettings),
         .target(name: "Datasets", dependencies: ["Images", "Formats", "Tensors"], swiftSettings: swiftSettings),
         .target(name: "DiT", dependencies: ["Tensors", "Formats"], swiftSettings: swiftSettings),
+        // Metrics: EfficientNet-Lite0 features, Fréchet distances, precision/recall, reports.
+        .target(name: "Metrics", dependencies: ["Tensors", "Formats", "Images"], swiftSettings: swiftSettings),
         .target(
             name: "Pipeline",
             dependencies: [
-                "Tensors", "Formats", "Images", "Datasets", "DiT",
+                "Tensors", "Formats", "Images", "Datasets", "DiT", "Metrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -46,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "learngene",
             dependencies: [
-                "Tensors", "Formats", "Images", "Datasets", "DiT", "Pipeline",
+                "Tensors", "Formats", "Images", "Datasets", "DiT", "Metrics", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -66,5 +68,6 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
         .testTarget(name: "DiTTests", dependencies: ["DiT", "Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -1,0 +1,1 @@
+// Metrics module: see the files beside this one.
