@@ -81,20 +81,26 @@ public struct ImageFolder: Sendable {
             }
         }
 
-        var samples = [Sample](), failures = [Failure](), kept = [UInt8]()
-        kept.reserveCapacity(pixels.count)
-        for (i, file) in files.enumerated() {
-            if let error = errors[i] {
-                failures.append(Failure(path: file.path, error: error))
-            } else {
-                samples.append(file)
-                kept += pixels[i * bytesPer ..< (i + 1) * bytesPer]
+        // Keep the images that decoded, compacting their pixels in place (no second copy
+        // of what can be the largest array of the process).
+        var samples = [Sample](), failures = [Failure]()
+        pixels.withUnsafeMutableBufferPointer { px in
+            for (i, file) in files.enumerated() {
+                if let error = errors[i] {
+                    failures.append(Failure(path: file.path, error: error))
+                } else {
+                    if samples.count != i {
+                        (px.baseAddress! + samples.count * bytesPer).update(from: px.baseAddress! + i * bytesPer, count: bytesPer)
+                    }
+                    samples.append(file)
+                }
             }
         }
+        pixels.removeLast(pixels.count - samples.count * bytesPer)
         self.samples = samples
         self.failures = failures
         images = ImageSet(channels: channels, resolution: resolution, classes: listing.classes,
-                          labels: samples.map(\.label), pixels: kept)
+                          labels: samples.map(\.label), pixels: pixels)
     }
 
     /// Number of images read per class (index = label).

@@ -27,8 +27,13 @@ public struct ImageLimits: Sendable, Equatable, Codable {
     public var maxPixels: Int
     /// Largest file accepted, in bytes (a file is read whole into memory before decoding).
     public var maxFileBytes: Int
-    public init(maxPixels: Int = 40_000_000, maxFileBytes: Int = 256 << 20) {
+    /// Most scans a progressive JPEG may have: each scan re-walks the whole coefficient
+    /// buffer, so a small file with thousands of scans is a CPU bomb. Real encoders write
+    /// about 10; libjpeg-turbo's tools suggest 500 as a limit.
+    public var maxJPEGScans: Int
+    public init(maxPixels: Int = 40_000_000, maxFileBytes: Int = 256 << 20, maxJPEGScans: Int = 1000) {
         self.maxPixels = maxPixels
         self.maxFileBytes = maxFileBytes
+        self.maxJPEGScans = maxJPEGScans
     }
 }

@@ -1,17 +1,13 @@
 import CJPEGShim
 
 extension ImageCodec {
-    /// Most scans a progressive JPEG may have (libjpeg-turbo's own tools suggest 500 as a
-    /// limit; real encoders write about 10).
-    public static let maxJPEGScans = 1000
-
     /// Decodes baseline and progressive JPEG, gray or YCbCr/RGB, with libjpeg's default
     /// (Pillow's) settings: islow IDCT, fancy upsampling. CMYK and YCCK are refused:
     /// a faithful conversion needs the file's ICC profile, and a naive one gives wrong
     /// colours silently. Any libjpeg warning fails the decode: libjpeg pads a truncated
     /// file with gray and only warns, and pixels it made up must not reach training.
     static func decodeJPEG(_ data: UnsafeBufferPointer<UInt8>, name: String, limits: ImageLimits) throws(ImageError) -> Image {
-        guard let reader = lg_jpeg_create(data.baseAddress, data.count, Int32(maxJPEGScans)) else {
+        guard let reader = lg_jpeg_create(data.baseAddress, data.count, Int32(clamping: max(1, limits.maxJPEGScans))) else {
             throw ImageError(file: name, reason: .io("out of memory creating a JPEG reader"))
         }
         defer { lg_jpeg_destroy(reader) }

@@ -10,6 +10,8 @@ import Darwin
 /// as `.jpg` still decodes. Output samples are 8-bit and keep the file's channels:
 /// gray 1, gray + alpha 2, RGB 3, RGBA 4 (palette files become RGB, or RGBA when they
 /// carry transparency); converting to a model's channels is the caller's choice.
+/// EXIF orientation is not applied and colour profiles are ignored, as with Pillow's
+/// `Image.open(f).convert("RGB")` that torchvision and ADM load with.
 public enum ImageCodec {
     public enum Format: String, Sendable {
         case png, jpeg

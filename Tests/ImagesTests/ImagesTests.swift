@@ -147,6 +147,14 @@ func decodeError(_ path: String, limits: ImageLimits = .init()) -> ImageError? {
         #expect(decodeError(Fixtures.path("png_rgb8.png"), limits: ImageLimits(maxPixels: 37 * 23)) == nil)
     }
 
+    /// A progressive JPEG with more scans than allowed is refused (a CPU bomb guard).
+    @Test func jpegScanLimit() throws {
+        let path = Fixtures.path("jpeg_progressive.jpg")
+        let error = try #require(decodeError(path, limits: ImageLimits(maxJPEGScans: 2)))
+        #expect(kind(error.reason) == "unsupported" && error.description.contains("more than 2 scans"))
+        #expect(decodeError(path, limits: ImageLimits(maxJPEGScans: 100)) == nil)
+    }
+
     @Test func fileSizeLimitIsCheckedBeforeReading() throws {
         let path = Fixtures.path("png_rgb8.png")
         let size = Fixtures.bytes("png_rgb8.png").count
