@@ -22,14 +22,15 @@ public enum AlphaRule: String, Sendable, Codable, CaseIterable {
 ///    the gray value in all three channels.
 /// 2. **Center crop**: the largest centered square, side `S = min(width, height)`, with its
 ///    corner at `((width − S) / 2, (height − S) / 2)` rounded down: an odd surplus leaves
-///    the extra column/row on the right/bottom. (torchvision's `CenterCrop(S)` places it
-///    the same way; cropping before resampling keeps a pixel-exact identity when
-///    `S == resolution`, where resize-then-crop could shift by half a pixel.)
+///    the extra column/row on the right/bottom (ADM's `center_crop_arr` rounds its crop
+///    offset down the same way). Cropping before resampling keeps a pixel-exact identity
+///    when `S == resolution`, where resize-then-crop could shift by a fraction of a pixel.
 /// 3. **Resample** the S×S square to `resolution`², separably, with the same weights on
 ///    both axes. Downscaling (`S > resolution`, factor `f = S / resolution`): *area
 ///    average* — output pixel `i` is the mean of source interval `[i·f, (i+1)·f)`, partial
-///    pixels weighted by their covered fraction (OpenCV's INTER_AREA); it never aliases,
-///    unlike point-sampled bilinear, and equals ADM's BOX halving when f is a power of 2.
+///    pixels weighted by their covered fraction (OpenCV's INTER_AREA). It does not alias,
+///    unlike point-sampled bilinear, and for an integer factor it is the plain mean of each
+///    f×f block (ADM's repeated BOX halving, for powers of 2).
 ///    Upscaling (`S < resolution`): *bilinear* at half-pixel centers, `u = (i + ½)·f − ½`,
 ///    clamped to the edge pixels (Pillow's BILINEAR for enlargement). `S == resolution`:
 ///    identity.
