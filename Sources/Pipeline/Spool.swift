@@ -147,8 +147,17 @@ public struct Spool: Sendable {
     /// failing that job.
     public func lock(_ job: String) -> FileLock? { FileLock.tryLock(layout.lockFile(job)) }
 
+    /// The manifest's name inside the claim folder: `<job>.<ext>` with the extension in lower case.
+    static func claimedFileName(_ file: String, job: String) -> String {
+        job + "." + (file as NSString).pathExtension.lowercased()
+    }
+
+    /// The user's manifest in a claim folder: `<job>.yaml|yml|json` (the folder's other JSON
+    /// files are the daemon's own).
     func manifestPath(inClaim dir: String) -> String? {
-        FileOps.list(dir).first { Spool.isManifestFileName($0) && FileOps.isRegularFile(dir + "/" + $0) }.map { dir + "/" + $0 }
+        let job = (dir as NSString).lastPathComponent
+        for ext in Spool.manifestExtensions where FileOps.isRegularFile(dir + "/" + job + "." + ext) { return dir + "/" + job + "." + ext }
+        return nil
     }
 
     /// Claims `Inbox/jobs/<file>` as job `job` by renaming it into `.state/claimed/<job>/`.
@@ -169,15 +178,16 @@ public struct Spool: Sendable {
         try FileOps.makeDirectories(dir)
         let info = ClaimInfo(claimId: FileOps.randomHex(), claimedAt: Timestamp.now(), host: FileOps.hostName, pid: getpid())
         try writeInfo(info, to: dir + "/claim.json")
+        let target = dir + "/" + Spool.claimedFileName(file, job: job)
         do {
-            try FileOps.rename(source, dir + "/" + file)
+            try FileOps.rename(source, target)
         } catch let e as FileError where e.code == ENOENT {
             FileOps.removeTree(dir)
             return nil
         }
         FileOps.syncDirectory(dir)
         FileOps.syncDirectory(layout.jobs)
-        return ClaimedJob(name: job, directory: dir, manifestPath: dir + "/" + file, info: info)
+        return ClaimedJob(name: job, directory: dir, manifestPath: target, info: info)
     }
 
     /// Claims a manifest from anywhere (for `learngene run FILE`) by copying it in; the user's
@@ -194,10 +204,10 @@ public struct Spool: Sendable {
         try FileOps.makeDirectories(dir)
         let info = ClaimInfo(claimId: FileOps.randomHex(), claimedAt: Timestamp.now(), host: FileOps.hostName, pid: getpid())
         try writeInfo(info, to: dir + "/claim.json")
-        let file = (path as NSString).lastPathComponent
-        try FileOps.copyFile(path, to: dir + "/" + file)
+        let target = dir + "/" + Spool.claimedFileName((path as NSString).lastPathComponent, job: job)
+        try FileOps.copyFile(path, to: target)
         FileOps.syncDirectory(dir)
-        return ClaimedJob(name: job, directory: dir, manifestPath: dir + "/" + file, info: info)
+        return ClaimedJob(name: job, directory: dir, manifestPath: target, info: info)
     }
 
     /// An existing claim (the caller holds the job's lock), or nil if there is none.
