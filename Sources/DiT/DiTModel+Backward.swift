@@ -71,7 +71,7 @@ extension DiTModel {
                               modStride: 6 * D, N: N, T: T, D: D)
         linearBackward(dInp: a.dAttnO.data, dWeight: G + o.projW, dBias: G + o.projB, dOut: a.dY.data, inp: b.attnO.data,
                        weight: P + o.projW, M: N * T, IC: D, OC: D, overwriteInput: true)
-        attentionBackward(dQKV: a.dQKV.data, scratch: a.attnScratch.data, dOut: a.dAttnO.data, probs: b.probs.data,
+        attentionBackward(dQKV: a.dQKV.data, scratch: a.attnScratch.data, scratchWorkers: a.attnScratch.count / (T * T), dOut: a.dAttnO.data, probs: b.probs.data,
                           qkv: b.qkv.data, N: N, T: T, D: D, H: H)
         linearBackward(dInp: a.dH.data, dWeight: G + o.qkvW, dBias: G + o.qkvB, dOut: a.dQKV.data, inp: b.h1.data,
                        weight: P + o.qkvW, M: N * T, IC: D, OC: 3 * D, overwriteInput: true)

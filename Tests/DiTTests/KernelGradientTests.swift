@@ -144,7 +144,7 @@ func finiteDifferenceCheck(_ name: String, values: inout [Float], analytic: [Flo
         for r in 0..<(N * H * T) { #expect(abs(probs[(r * T)..<(r * T + T)].reduce(0, +) - 1) < 1e-5) }
         var dqkv = [Float](repeating: 0, count: N * T * 3 * D)
         var scratch = [Float](repeating: 0, count: Parallel.workers * T * T)
-        attentionBackward(dQKV: &dqkv, scratch: &scratch, dOut: dOut, probs: &probs, qkv: qkv, N: N, T: T, D: D, H: H)
+        attentionBackward(dQKV: &dqkv, scratch: &scratch, scratchWorkers: Parallel.workers, dOut: dOut, probs: &probs, qkv: qkv, N: N, T: T, D: D, H: H)
         #expect(finiteDifferenceCheck("attention dQKV", values: &qkv, analytic: dqkv, h: 1e-3) { weightedSum(run($0), dOut) } <= 1)
     }
 

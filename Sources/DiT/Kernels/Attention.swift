@@ -5,8 +5,8 @@ import Tensors
 /// Runs `tasks` independent small jobs on all workers, each worker given its own index so it
 /// can use its own scratch memory. OpenBLAS is switched to one thread meanwhile: the tasks'
 /// GEMMs are small (T×T×hd), so one BLAS thread per core beats two cores fighting over each.
-func parallelTasks(_ tasks: Int, _ body: (_ worker: Int, _ task: Int) -> Void) {
-    let workers = min(Parallel.workers, tasks)
+func parallelTasks(_ tasks: Int, maxWorkers: Int = .max, _ body: (_ worker: Int, _ task: Int) -> Void) {
+    let workers = min(Parallel.workers, tasks, maxWorkers)
     if workers <= 1 {
         for i in 0..<tasks { body(0, i) }
         return
@@ -66,13 +66,14 @@ func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
 /// Backward of `attentionForward`; writes (not accumulates) dQKV (N, T, 3D).
 /// dP = dO vᵀ;  dv = Pᵀ dO;  dS = P ⊙ (dP − rowsum(dP ⊙ P)) / √hd;  dq = dS k;  dk = dSᵀ q.
 /// `probs` is consumed: dS overwrites P in place (P is not needed after this layer's backward).
-/// `scratch` holds one T×T matrix per worker (Parallel.workers · T · T floats).
-public func attentionBackward(dQKV: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+/// `scratch` holds one T×T matrix per worker: `scratchWorkers` · T · T floats (at most that
+/// many workers run, whatever `Parallel.workers` says now).
+public func attentionBackward(dQKV: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, scratchWorkers: Int,
                               dOut: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>,
                               qkv: UnsafePointer<Float>, N: Int, T: Int, D: Int, H: Int) {
     let hd = D / H
     let scale = 1 / Float(hd).squareRoot()
-    parallelTasks(N * H) { worker, task in
+    parallelTasks(N * H, maxWorkers: scratchWorkers) { worker, task in
         let n = task / H, h = task % H
         let off = n * T * 3 * D + h * hd
         let q = qkv + off, k = q + D, v = q + 2 * D

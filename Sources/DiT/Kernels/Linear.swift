@@ -6,18 +6,35 @@ import Tensors
 // Backward kernels accumulate (+=) into gradients; scratch inputs may be overwritten where a
 // parameter says so (`overwriteInput`, `overwrite`).
 
+/// Splits a matrix product's output rows over the workers, each running a single-threaded
+/// sgemm on its block. OpenBLAS's own threads spin for a while after every call and would
+/// then fight our elementwise threads for the two cores; owning the split keeps exactly one
+/// thread per core busy. Small products run whole on the calling thread.
+@inline(__always)
+func splitRows(_ rows: Int, flops: Int, _ body: (Range<Int>) -> Void) {
+    let workers = Parallel.workers
+    if workers <= 1 || rows < 2 * workers || flops < 2_000_000 {
+        body(0..<rows)
+        return
+    }
+    parallelTasks(workers) { _, w in
+        let per = (rows + workers - 1) / workers
+        let lo = w * per, hi = min(rows, lo + per)
+        if lo < hi { body(lo..<hi) }
+    }
+}
+
 /// out (M, OC) = inp (M, IC) · Wᵀ + b, W in PyTorch's (OC, IC) layout.
 public func linearForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                           M: Int, IC: Int, OC: Int) {
-    if let bias {
-        // Start C from the broadcast bias so sgemm adds the product onto it (beta = 1).
-        Parallel.forRanges(M, costPerItem: OC) { r in
-            for m in r { (out + m * OC).update(from: bias, count: OC) }
+    splitRows(M, flops: 2 * M * IC * OC) { r in
+        let o = out + r.lowerBound * OC
+        if let bias {
+            // Start C from the broadcast bias so sgemm adds the product onto it (beta = 1).
+            for m in 0..<r.count { (o + m * OC).update(from: bias, count: OC) }
         }
-        Blas.nt(m: M, n: OC, k: IC, a: inp, b: weight, c: out, beta: 1)
-    } else {
-        Blas.nt(m: M, n: OC, k: IC, a: inp, b: weight, c: out, beta: 0)
+        Blas.nt(m: r.count, n: OC, k: IC, a: inp + r.lowerBound * IC, b: weight, c: o, beta: bias == nil ? 0 : 1)
     }
 }
 
@@ -28,8 +45,17 @@ public func linearBackward(dInp: UnsafeMutablePointer<Float>?, dWeight: UnsafeMu
                            dBias: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
                            inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                            M: Int, IC: Int, OC: Int, overwriteInput: Bool = false) {
-    if let dInp { Blas.nn(m: M, n: IC, k: OC, a: dOut, b: weight, c: dInp, beta: overwriteInput ? 0 : 1) }
-    Blas.tn(m: OC, n: IC, k: M, a: dOut, b: inp, c: dWeight, beta: 1)
+    if let dInp {
+        splitRows(M, flops: 2 * M * IC * OC) { r in
+            Blas.nn(m: r.count, n: IC, k: OC, a: dOut + r.lowerBound * OC, b: weight, c: dInp + r.lowerBound * IC,
+                    beta: overwriteInput ? 0 : 1)
+        }
+    }
+    // dW rows [o0, o1) = dOut[:, o0..<o1]ᵀ · inp: each worker owns a block of output features.
+    splitRows(OC, flops: 2 * M * IC * OC) { r in
+        Blas.sgemm(transA: true, transB: false, m: r.count, n: IC, k: M, a: dOut + r.lowerBound, lda: OC,
+                   b: inp, ldb: IC, beta: 1, c: dWeight + r.lowerBound * IC, ldc: IC)
+    }
     if let dBias { columnSumAccumulate(dBias, dOut, rows: M, cols: OC) }
 }
 
