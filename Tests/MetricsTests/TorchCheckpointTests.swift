@@ -1,0 +1,158 @@
+import Foundation
+import Testing
+@testable import Formats
+
+/// The torch checkpoint reader against files torch itself wrote (Tools/make_torch_fixtures.py),
+/// and against hostile and damaged ones.
+@Suite struct TorchCheckpointTests {
+    static let folder: String = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path + "/torch"
+
+    static func path(_ name: String) -> String { folder + "/" + name }
+
+    struct Expected: Decodable {
+        var dtype: String
+        var shape: [Int]
+        var values: [Double]
+    }
+
+    static func expected() throws -> [String: Expected] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path("expected.json")))
+        return try JSONDecoder().decode([String: Expected].self, from: data)
+    }
+
+    static let dtypes: [String: SafeTensors.DType] = [
+        "float32": .f32, "float64": .f64, "float16": .f16, "bfloat16": .bf16, "int64": .i64, "int32": .i32,
+        "int16": .i16, "int8": .i8, "uint8": .u8, "bool": .bool,
+    ]
+
+    @Test(arguments: ["state-zip.pt", "state-legacy.pt"])
+    func readsEveryTensorAsTorchLoadDoes(file: String) throws {
+        let contents = try TorchCheckpoint.read(contentsOf: Self.path(file))
+        #expect(contents.layout == (file.contains("zip") ? .zip : .legacy))
+        let expected = try Self.expected()
+        #expect(contents.tensors.map(\.name).sorted() == expected.keys.sorted())
+        // The pickle's order is the state dict's order.
+        #expect(contents.tensors.first?.name == "f32")
+        for t in contents.tensors {
+            let e = try #require(expected[t.name])
+            #expect(t.entry.dtype == Self.dtypes[e.dtype], "\(t.name)")
+            #expect(t.entry.shape == e.shape, "\(t.name)")
+            #expect(t.entry.doubles() == e.values, "\(t.name): values differ from torch.load's")
+        }
+    }
+
+    @Test func writesSafeTensorsThatReadBack() throws {
+        let contents = try TorchCheckpoint.read(contentsOf: Self.path("state-zip.pt"))
+        let file = try contents.safeTensorsFile(source: "state-zip.pt")
+        let back = try SafeTensors.parse(SafeTensors.serialize(file), name: "round trip")
+        #expect(back.tensors == file.tensors)
+        #expect(back.metadata["source_layout"] == "torch zip")
+        #expect(back["view.transposed"]?.shape == [5, 4])
+    }
+
+    @Test func nestedCheckpointSelectsASubDictAndKeepsValuesAsMetadata() throws {
+        let contents = try TorchCheckpoint.read(contentsOf: Self.path("nested-zip.pt"))
+        #expect(contents.tensors.map(\.name) == ["model.w", "model.b", "ema.w", "ema.b"])
+        #expect(contents.topLevelKeys == ["model", "ema"])
+        let ema = try contents.safeTensorsFile(select: "ema", source: "nested-zip.pt")
+        #expect(ema.tensors.keys.sorted() == ["b", "w"])
+        #expect(ema["w"]?.floats() == [0, 0.5, 1, 1.5, 2, 2.5])
+        let all = try contents.safeTensorsFile(source: "nested-zip.pt")
+        #expect(all.metadata["torch.step"] == "7")
+        #expect(all.metadata["torch.name"] == "DiT-tiny")
+        #expect(throws: DataFileError.self) { try contents.safeTensorsFile(select: "opt", source: "nested-zip.pt") }
+        do throws(DataFileError) {
+            _ = try contents.safeTensorsFile(select: "opt", source: "nested-zip.pt")
+        } catch {
+            #expect(error.hint?.contains("model, ema") == true, "the message lists the keys there are: \(error)")
+        }
+    }
+
+    /// A checkpoint that names code is refused at the GLOBAL, before anything could run.
+    @Test(arguments: [("hostile-global-legacy.pt", "posix.system"), ("hostile-global-zip.pt", "builtins.eval")])
+    func refusesCodeReferences(file: String, callable: String) throws {
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.read(contentsOf: Self.path(file))
+            Issue.record("\(file) was read")
+        } catch {
+            #expect(error.reason.contains(callable), "\(error)")
+            #expect(error.reason.contains("refused"), "\(error)")
+            #expect(error.location?.hasPrefix("byte ") == true, "the message says where: \(error)")
+            #expect(error.hint?.contains("state_dict") == true, "\(error)")
+        }
+    }
+
+    @Test func refusesATensorReachingPastItsStorage() throws {
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.read(contentsOf: Self.path("hostile-bounds-legacy.pt"))
+            Issue.record("read")
+        } catch {
+            #expect(error.reason.contains("tensor `x`"), "\(error)")
+            #expect(error.reason.contains("only 6 elements"), "\(error)")
+        }
+    }
+
+    @Test func refusesACompressedZip() throws {
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.read(contentsOf: Self.path("deflated-zip.pt"))
+            Issue.record("read")
+        } catch {
+            #expect(error.reason.contains("compressed"), "\(error)")
+        }
+    }
+
+    /// Every cut of a good file is an error, never a crash or a partial result.
+    @Test(arguments: ["state-zip.pt", "state-legacy.pt"])
+    func refusesEveryTruncation(file: String) throws {
+        let bytes = try DataFile.bytes(atPath: Self.path(file))
+        var cuts = Set(stride(from: 0, to: bytes.count, by: max(1, bytes.count / 97)))
+        cuts.formUnion([1, 2, 14, 20, bytes.count - 1, bytes.count - 8, bytes.count - 22])
+        for cut in cuts.sorted() where cut < bytes.count {
+            #expect(throws: DataFileError.self, "cut at \(cut) of \(bytes.count)") {
+                try TorchCheckpoint.parse(Array(bytes[..<cut]), name: "\(file)[..<\(cut)]")
+            }
+        }
+    }
+
+    /// Flipping any byte of the zip is caught (CRC, structure) or yields the same names;
+    /// it never crashes. Same for the legacy layout, where only the structure is checked.
+    @Test(arguments: ["state-zip.pt", "state-legacy.pt"])
+    func survivesCorruptedBytes(file: String) throws {
+        let bytes = try DataFile.bytes(atPath: Self.path(file))
+        var seed: UInt64 = 1
+        for _ in 0..<300 {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            var copy = bytes
+            let at = Int(seed >> 33) % copy.count
+            copy[at] ^= UInt8(truncatingIfNeeded: (seed >> 13) | 1)
+            _ = try? TorchCheckpoint.parse(copy, name: "corrupted")
+        }
+    }
+
+    @Test func refusesOtherFiles() throws {
+        #expect(throws: DataFileError.self) { try TorchCheckpoint.parse([], name: "empty") }
+        #expect(throws: DataFileError.self) { try TorchCheckpoint.parse(Array("hello".utf8), name: "text") }
+        // A plain pickle (not torch.save): protocol 2, the int 1, STOP.
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.parse([0x80, 0x02, 0x4B, 0x01, 0x2E], name: "plain")
+            Issue.record("read")
+        } catch {
+            #expect(error.reason.contains("magic"), "\(error)")
+        }
+    }
+
+    /// Opcodes a state dict never needs (INST, OBJ, NEWOBJ, ...) are refused by name.
+    @Test func refusesUnneededOpcodes() throws {
+        // legacy prefix: magic, 1001, {} then a pickle using NEWOBJ (0x81).
+        var bytes: [UInt8] = [0x80, 0x02, 0x8A, 0x0A] + TorchCheckpoint.legacyMagic + [0x2E]
+        bytes += [0x80, 0x02, 0x4D, 0xE9, 0x03, 0x2E]
+        bytes += [0x80, 0x02, 0x7D, 0x2E]
+        bytes += [0x80, 0x02, 0x29, 0x29, 0x81, 0x2E]
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.parse(bytes, name: "newobj")
+            Issue.record("read")
+        } catch {
+            #expect(error.reason.contains("NEWOBJ"), "\(error)")
+        }
+    }
+}
