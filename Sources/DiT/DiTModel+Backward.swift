@@ -60,7 +60,7 @@ extension DiTModel {
                               modStride: 6 * D, N: N, T: T, D: D)
         linearBackward(dInp: a.dFc.data, dWeight: G + o.fc2W, dBias: G + o.fc2B, dOut: a.dY.data, inp: b.gelu.data,
                        weight: P + o.fc2W, M: N * T, IC: F, OC: D, overwriteInput: true)
-        geluBackward(dInp: a.dFc.data, dOut: a.dFc.data, inp: b.fc1.data, count: N * T * F, overwrite: true)
+        geluBackwardInPlace(a.dFc.data, inp: b.fc1.data, count: N * T * F)
         linearBackward(dInp: a.dH.data, dWeight: G + o.fc1W, dBias: G + o.fc1B, dOut: a.dFc.data, inp: b.h2.data,
                        weight: P + o.fc1W, M: N * T, IC: D, OC: F, overwriteInput: true)
         layerNormModulateBackward(dInp: dR, dShift: dMod + 3 * D, dScale: dMod + 4 * D, dOut: a.dH.data, inp: b.xMid.data,

@@ -28,7 +28,7 @@ public struct SamplingSettings: Codable, Sendable, Equatable {
     /// Problems with these settings, each naming the field and the fix.
     public func problems() -> [String] {
         var out: [String] = []
-        if steps < 1 || steps > 1000 { out.append("sampling.steps \(steps) must be in 1…1000") }
+        if steps < 2 || steps > 1000 { out.append("sampling.steps \(steps) must be in 2…1000 (DiT's respacing needs two steps)") }
         if !["ddpm", "ddim"].contains(sampler) { out.append("sampling.sampler \"\(sampler)\" must be \"ddpm\" or \"ddim\"") }
         if !(0...1).contains(eta) { out.append("sampling.eta \(eta) must be in [0, 1]") }
         if !(guidance >= 0 && guidance <= 50) { out.append("sampling.guidance \(guidance) must be in [0, 50]") }

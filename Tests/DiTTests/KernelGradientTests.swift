@@ -98,6 +98,9 @@ func finiteDifferenceCheck(_ name: String, values: inout [Float], analytic: [Flo
         var dg = [Float](repeating: 0, count: n), ds = dg
         geluBackward(dInp: &dg, dOut: dy, inp: x, count: n)
         siluBackward(dInp: &ds, dOut: dy, inp: x, count: n)
+        var inPlace = dy
+        geluBackwardInPlace(&inPlace, inp: x, count: n)
+        #expect(inPlace == dg)
         #expect(finiteDifferenceCheck("gelu_tanh", values: &x, analytic: dg, h: 1e-3) { v in
             var o = [Float](repeating: 0, count: n); geluForward(out: &o, inp: v, count: n); return weightedSum(o, dy) } <= 1)
         #expect(finiteDifferenceCheck("silu", values: &x, analytic: ds, h: 1e-3) { v in

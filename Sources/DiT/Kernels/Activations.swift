@@ -8,17 +8,9 @@ private let geluK: Float = 0.7978845608028654  // √(2/π)
 /// out = gelu_tanh(inp), elementwise over `count` values.
 public func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
     Parallel.forRanges(count, costPerItem: 20) { r in
-        var i = r.lowerBound
-        while i + 8 <= r.upperBound {
-            let x = SIMD8<Float>(UnsafeBufferPointer(start: inp + i, count: 8))
-            let y = 0.5 * x * (1 + fastTanh(geluK * (x + 0.044715 * x * x * x)))
-            for j in 0..<8 { out[i + j] = y[j] }
-            i += 8
-        }
-        while i < r.upperBound {
+        for i in r {
             let x = inp[i]
             out[i] = 0.5 * x * (1 + fastTanh(geluK * (x + 0.044715 * x * x * x)))
-            i += 1
         }
     }
 }
@@ -27,27 +19,26 @@ public func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Flo
 public func geluBackward(dInp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, inp: UnsafePointer<Float>,
                          count: Int, overwrite: Bool = false) {
     Parallel.forRanges(count, costPerItem: 25) { r in
-        var i = r.lowerBound
-        while i + 8 <= r.upperBound {
-            let x = SIMD8<Float>(UnsafeBufferPointer(start: inp + i, count: 8))
-            let th = fastTanh(geluK * (x + 0.044715 * x * x * x))
-            let du = geluK * (1 + 3 * 0.044715 * x * x)
-            let grad = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * du
-            let d = SIMD8<Float>(UnsafeBufferPointer(start: dOut + i, count: 8)) * grad
-            if overwrite {
-                for j in 0..<8 { dInp[i + j] = d[j] }
-            } else {
-                for j in 0..<8 { dInp[i + j] += d[j] }
-            }
-            i += 8
-        }
-        while i < r.upperBound {
+        for i in r {
             let x = inp[i]
             let th = fastTanh(geluK * (x + 0.044715 * x * x * x))
             let du = geluK * (1 + 3 * 0.044715 * x * x)
             let grad = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * du
-            if overwrite { dInp[i] = dOut[i] * grad } else { dInp[i] += dOut[i] * grad }
-            i += 1
+            let d = dOut[i] * grad
+            dInp[i] = overwrite ? d : dInp[i] + d
+        }
+    }
+}
+
+/// dGrad *= gelu′(inp), in place (the MLP backward's form; a separate in-place loop lets the
+/// compiler vectorize it, which the aliasing `dInp == dOut` call of `geluBackward` prevents).
+public func geluBackwardInPlace(_ dGrad: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
+    Parallel.forRanges(count, costPerItem: 25) { r in
+        for i in r {
+            let x = inp[i]
+            let th = fastTanh(geluK * (x + 0.044715 * x * x * x))
+            let du = geluK * (1 + 3 * 0.044715 * x * x)
+            dGrad[i] *= 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * du
         }
     }
 }

@@ -49,16 +49,9 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMuta
 @inline(__always)
 func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
     var m = -Float.infinity
-    for j in 0..<n { m = max(m, x[j]) }
+    for j in 0..<n { m = x[j] > m ? x[j] : m }
     var s: Float = 0
-    var j = 0
-    while j + 8 <= n {
-        let e = fastExp(SIMD8<Float>(UnsafeBufferPointer(start: x + j, count: 8)) - m)
-        for k in 0..<8 { x[j + k] = e[k] }
-        s += e.sum()
-        j += 8
-    }
-    while j < n { let e = fastExp(x[j] - m); x[j] = e; s += e; j += 1 }
+    for j in 0..<n { let e = fastExp(x[j] - m); x[j] = e; s += e }
     let inv = 1 / s
     for j in 0..<n { x[j] *= inv }
 }
