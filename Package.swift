@@ -27,6 +27,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CLapack", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // libjpeg and libpng's classic API need setjmp/longjmp error handling, which Swift cannot call: a small C shim.
         .target(name: "CJPEGShim", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]),
 
@@ -36,7 +37,7 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["Images", "Formats", "Tensors"], swiftSettings: swiftSettings),
         .target(name: "DiT", dependencies: ["Tensors", "Formats"], swiftSettings: swiftSettings),
         // Metrics: EfficientNet-Lite0 features, Fréchet distances, precision/recall, reports.
-        .target(name: "Metrics", dependencies: ["Tensors", "Formats", "Images"], swiftSettings: swiftSettings),
+        .target(name: "Metrics", dependencies: ["Tensors", "Formats", "Images", "CLapack", "COpenBLAS"], swiftSettings: swiftSettings),
         .target(
             name: "Pipeline",
             dependencies: [
