@@ -22,6 +22,8 @@ struct TrainBench: ParsableCommand {
 
     func run() throws {
         guard let cfg = DiTConfig.preset(config) else { throw ValidationError("unknown config \(config); try tiny, mnist, s2 or DiT-S/2") }
+        // PyTorch first: a child started later would inherit this process's ru_maxrss.
+        let torch = noTorch ? nil : runTorch(cfg: config)
         let trainer = try DiTTrainer(config: cfg, settings: TrainingSettings(), seed: 0)
         let m = cfg.inChannels * cfg.inputSize * cfg.inputSize
         var rng = RandomStream(seed: 1)
@@ -37,6 +39,8 @@ struct TrainBench: ParsableCommand {
             times.append(now() - t0)
         }
         let trainMs = median(times) * 1000
+        // Peak memory of training alone (ru_maxrss only grows; sampling below allocates more).
+        let trainPeakMB = peakRSSMegabytes()
         let gflopFwd = forwardGFLOP(cfg)
         let ips = Double(batch) / (trainMs / 1000)
 
@@ -51,7 +55,8 @@ struct TrainBench: ParsableCommand {
         let evalsPerS = Double(sampleSteps) / (now() - s0)
         sampler.releaseActivations()
 
-        let peakMB = peakRSSMegabytes()
+        let peakMB = trainPeakMB
+        let samplingPeakMB = peakRSSMegabytes()
         let P = trainer.model.layout.count
         let act = DiTModel.activationFloats(config: cfg, batch: batch)
         let analyticMB = Double(5 * P + act.saved) * 4 / 1_048_576
@@ -63,7 +68,7 @@ struct TrainBench: ParsableCommand {
             "train_gflops": round3(3 * gflopFwd * ips), "matmul_peak_gflops": round3(sgemm),
             "fraction_of_sgemm_peak": round3(3 * gflopFwd * ips / sgemm),
             "sample_steps": sampleSteps, "sample_evals_per_s": round3(evalsPerS),
-            "peak_rss_mb": round3(peakMB), "analytic_mb": round3(analyticMB),
+            "peak_rss_mb": round3(peakMB), "peak_rss_after_sampling_mb": round3(samplingPeakMB), "analytic_mb": round3(analyticMB),
             "analytic_breakdown_mb": ["params_grads_adam_ema": round3(Double(5 * P) * 4 / 1_048_576),
                                       "saved_activations": round3(Double(act.saved) * 4 / 1_048_576),
                                       "backward_scratch": round3(Double(act.scratch) * 4 / 1_048_576)],
@@ -72,7 +77,7 @@ struct TrainBench: ParsableCommand {
         printJSON(ours)
 
         guard !noTorch else { return }
-        guard let torch = runTorch(cfg: config) else {
+        guard let torch else {
             printJSON(["impl": "pytorch", "skipped": "python3 with torch not available or \(torchBench) not found"])
             return
         }

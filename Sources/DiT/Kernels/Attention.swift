@@ -46,14 +46,31 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, probs: UnsafeMuta
 }
 
 /// In-place numerically stable softmax of one row (subtract the max before exp).
+/// Float reductions do not vectorize without reassociation (Swift has no fast-math), so the
+/// max and the sum run four independent accumulators, and the exp pass has no reduction in it.
 @inline(__always)
 func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-    var m = -Float.infinity
-    for j in 0..<n { m = x[j] > m ? x[j] : m }
-    var s: Float = 0
-    for j in 0..<n { let e = fastExp(x[j] - m); x[j] = e; s += e }
-    let inv = 1 / s
-    for j in 0..<n { x[j] *= inv }
+    var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
+    var j = 0
+    while j + 4 <= n {
+        m0 = x[j] > m0 ? x[j] : m0
+        m1 = x[j + 1] > m1 ? x[j + 1] : m1
+        m2 = x[j + 2] > m2 ? x[j + 2] : m2
+        m3 = x[j + 3] > m3 ? x[j + 3] : m3
+        j += 4
+    }
+    while j < n { m0 = x[j] > m0 ? x[j] : m0; j += 1 }
+    let m = max(max(m0, m1), max(m2, m3))
+    for k in 0..<n { x[k] = fastExp(x[k] - m) }
+    var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+    j = 0
+    while j + 4 <= n {
+        s0 += x[j]; s1 += x[j + 1]; s2 += x[j + 2]; s3 += x[j + 3]
+        j += 4
+    }
+    while j < n { s0 += x[j]; j += 1 }
+    let inv = 1 / ((s0 + s1) + (s2 + s3))
+    for k in 0..<n { x[k] *= inv }
 }
 
 /// Backward of `attentionForward`; writes (not accumulates) dQKV (N, T, 3D).
@@ -80,8 +97,7 @@ public func attentionBackward(dQKV: UnsafeMutablePointer<Float>, scratch: Unsafe
                    a: p, lda: T, b: dO, ldb: D, beta: 0, c: dv, ldc: 3 * D)
         for i in 0..<T {
             let pr = p + i * T, dpr = dP + i * T
-            var dot: Float = 0
-            for j in 0..<T { dot += pr[j] * dpr[j] }
+            let dot = rowDot(pr, dpr, T)
             for j in 0..<T { pr[j] = pr[j] * (dpr[j] - dot) * scale }
         }
         Blas.sgemm(transA: false, transB: false, m: T, n: hd, k: T,
@@ -89,4 +105,17 @@ public func attentionBackward(dQKV: UnsafeMutablePointer<Float>, scratch: Unsafe
         Blas.sgemm(transA: true, transB: false, m: T, n: hd, k: T,
                    a: p, lda: T, b: q, ldb: 3 * D, beta: 0, c: dk, ldc: 3 * D)
     }
+}
+
+/// Σ a[j]·b[j] with four accumulators (see softmaxRow on why).
+@inline(__always)
+func rowDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s0: Float = 0, s1: Float = 0, s2: Float = 0, s3: Float = 0
+    var j = 0
+    while j + 4 <= n {
+        s0 += a[j] * b[j]; s1 += a[j + 1] * b[j + 1]; s2 += a[j + 2] * b[j + 2]; s3 += a[j + 3] * b[j + 3]
+        j += 4
+    }
+    while j < n { s0 += a[j] * b[j]; j += 1 }
+    return (s0 + s1) + (s2 + s3)
 }

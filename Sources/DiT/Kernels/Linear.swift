@@ -60,20 +60,23 @@ public func linearBackward(dInp: UnsafeMutablePointer<Float>?, dWeight: UnsafeMu
 }
 
 /// dst[c] += Σ_r src[r, c]. Split over column blocks so each core owns its outputs, and the
-/// summation order over rows is fixed (results do not depend on the worker count).
+/// summation order over rows is fixed (results do not depend on the worker count). The
+/// accumulator is a stack buffer so the per-row add over 64 columns vectorizes.
 public func columnSumAccumulate(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, rows: Int, cols: Int) {
     let block = 64
     let blocks = (cols + block - 1) / block
     Parallel.forRanges(blocks, costPerItem: rows * block) { r in
-        var acc = [Float](repeating: 0, count: block)
-        for b in r {
-            let c0 = b * block, c1 = min(cols, c0 + block)
-            for i in 0..<(c1 - c0) { acc[i] = 0 }
-            for row in 0..<rows {
-                let s = src + row * cols
-                for c in c0..<c1 { acc[c - c0] += s[c] }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { accBuf in
+            let acc = accBuf.baseAddress!
+            for b in r {
+                let c0 = b * block, width = min(cols, c0 + block) - c0
+                acc.update(repeating: 0, count: width)
+                for row in 0..<rows {
+                    let s = src + row * cols + c0
+                    for c in 0..<width { acc[c] += s[c] }
+                }
+                for c in 0..<width { dst[c0 + c] += acc[c] }
             }
-            for c in c0..<c1 { dst[c] += acc[c - c0] }
         }
     }
 }
