@@ -92,8 +92,8 @@ extension Manifest {
         }
 
         // Data.
-        let d = r.fields(top.values["data"], at: "data", known: ["resize", "bad_images", "max_images", "max_image_pixels", "horizontal_flip"])
-        m.data.resize = r.choice(d, "resize", default: m.data.resize, choices: DataSection.resizeModes)
+        let d = r.fields(top.values["data"], at: "data", known: ["alpha", "bad_images", "max_images", "max_image_pixels", "horizontal_flip"])
+        m.data.alpha = r.choice(d, "alpha", default: m.data.alpha, choices: DataSection.alphaRules)
         m.data.badImages = r.choice(d, "bad_images", default: m.data.badImages, choices: DataSection.badImageModes)
         m.data.maxImages = r.int(d, "max_images", default: 0, range: 0...100_000_000, fix: "use 0 (all images) or a positive count")
         m.data.maxImagePixels = r.int(d, "max_image_pixels", default: m.data.maxImagePixels, range: 1...400_000_000,
@@ -157,11 +157,13 @@ extension Manifest {
         m.checkpoint.keep = r.int(c, "keep", default: m.checkpoint.keep, range: 1...1000, fix: "keep at least 1 checkpoint, e.g. 2")
 
         // Sampling.
-        let s = r.fields(top.values["sampling"], at: "sampling", known: ["sampler", "steps", "cfg_scale", "count", "grid_columns", "use_ema", "seed"])
+        let s = r.fields(top.values["sampling"], at: "sampling", known: ["sampler", "steps", "cfg_scale", "eta", "guidance_mode", "count", "grid_columns", "use_ema", "seed"])
         m.sampling.sampler = r.choice(s, "sampler", default: m.sampling.sampler, choices: SamplingSection.samplers)
         m.sampling.steps = r.int(s, "steps", default: m.sampling.steps, range: 1...1000,
                                  fix: "use 1…1000 respaced steps (the diffusion has 1000), e.g. 50")
-        m.sampling.cfgScale = r.double(s, "cfg_scale", default: m.sampling.cfgScale, range: 0...100, fix: "use 1 (no guidance) to ~10, e.g. 2")
+        m.sampling.cfgScale = r.double(s, "cfg_scale", default: m.sampling.cfgScale, range: 0...50, fix: "use 1 (no guidance) to ~10, e.g. 2")
+        m.sampling.eta = r.double(s, "eta", default: 0, range: 0...1, fix: "use a value in [0, 1]; 0 makes DDIM deterministic")
+        m.sampling.guidanceMode = r.choice(s, "guidance_mode", default: m.sampling.guidanceMode, choices: SamplingSection.guidanceModes)
         m.sampling.count = r.int(s, "count", default: m.sampling.count, range: 0...100_000, fix: "use 0…100000 images, e.g. 100")
         m.sampling.gridColumns = r.int(s, "grid_columns", default: m.sampling.gridColumns, range: 1...256, fix: "use 1…256, e.g. 10")
         m.sampling.useEma = r.bool(s, "use_ema", default: true)

@@ -33,9 +33,10 @@ public struct Manifest: Sendable, Equatable {
 
     /// How images are read and turned into training tensors.
     public struct DataSection: Sendable, Equatable {
-        /// Fitting images of other sizes to the model's `input_size`: `center_crop` (scale the
-        /// short side, crop the middle), `stretch` (scale both sides), `pad` (scale the long side, pad).
-        public var resize = "center_crop"
+        /// An alpha channel: `composite_over_white` (what a viewer shows on a white page) or
+        /// `drop` (keep the stored colour, as Pillow's `convert("RGB")`). Images of other sizes
+        /// are center-cropped to a square and resampled (area average down, bilinear up).
+        public var alpha = "composite_over_white"
         /// A corrupt, truncated or oversized image: `fail` the job, or `skip` the file (and report it).
         public var badImages = "fail"
         /// Use at most this many images (0: all), taken in a seeded order.
@@ -45,7 +46,7 @@ public struct Manifest: Sendable, Equatable {
         /// Random horizontal flips during training.
         public var horizontalFlip = false
 
-        public static let resizeModes = ["center_crop", "stretch", "pad"]
+        public static let alphaRules = ["composite_over_white", "drop"]
         public static let badImageModes = ["fail", "skip"]
 
         public init() {}
@@ -114,6 +115,10 @@ public struct Manifest: Sendable, Equatable {
         public var steps = 50
         /// Classifier-free guidance scale (1 = no guidance).
         public var cfgScale = 2.0
+        /// DDIM's η (0: deterministic).
+        public var eta = 0.0
+        /// `standard` guides every ε channel; `dit` reproduces DiT's `forward_with_cfg` (first three output channels).
+        public var guidanceMode = "standard"
         /// Number of images in `samples.npz` (0: no samples).
         public var count = 100
         /// Images per row of the grid PNG.
@@ -124,6 +129,7 @@ public struct Manifest: Sendable, Equatable {
         public var seed = 0
 
         public static let samplers = ["ddim", "ddpm"]
+        public static let guidanceModes = ["standard", "dit"]
 
         public init() {}
     }
@@ -143,7 +149,7 @@ public struct Manifest: Sendable, Equatable {
         .object([
             ("version", .int(version)), ("stage", .string(stage)), ("name", .string(name)), ("seed", .int(seed)),
             ("inputs", .object(inputs.keys.sorted().map { ($0, inputs[$0]!.json) })),
-            ("data", .object([("resize", .string(data.resize)), ("bad_images", .string(data.badImages)),
+            ("data", .object([("alpha", .string(data.alpha)), ("bad_images", .string(data.badImages)),
                               ("max_images", .int(data.maxImages)), ("max_image_pixels", .int(data.maxImagePixels)),
                               ("horizontal_flip", .bool(data.horizontalFlip))])),
             ("model", .object([("preset", .string(model.preset)), ("input_size", .int(model.inputSize)),
@@ -159,7 +165,8 @@ public struct Manifest: Sendable, Equatable {
                                   ("log_every", .int(training.logEvery))])),
             ("checkpoint", .object([("every", .int(checkpoint.every)), ("keep", .int(checkpoint.keep))])),
             ("sampling", .object([("sampler", .string(sampling.sampler)), ("steps", .int(sampling.steps)),
-                                  ("cfg_scale", .double(sampling.cfgScale)), ("count", .int(sampling.count)),
+                                  ("cfg_scale", .double(sampling.cfgScale)), ("eta", .double(sampling.eta)),
+                                  ("guidance_mode", .string(sampling.guidanceMode)), ("count", .int(sampling.count)),
                                   ("grid_columns", .int(sampling.gridColumns)), ("use_ema", .bool(sampling.useEma)),
                                   ("seed", .int(sampling.seed))])),
             ("evaluation", .object([("metrics", .array(evaluation.metrics.map { .string($0) }))])),

@@ -63,3 +63,28 @@ public enum RootPaths {
         return String(cString: p)
     }
 }
+
+extension RootPaths {
+    /// The first symbolic link under `dir` (recursively, not following links) that resolves
+    /// outside `root`, if any: a dataset may not reach out of the root through a link.
+    public static func firstEscapingLink(in dir: String, root: String, depthLimit: Int = 16) -> (link: String, target: String)? {
+        let realRoot = realPath(root) ?? root
+        func inside(_ p: String) -> Bool { p == realRoot || p.hasPrefix(realRoot == "/" ? "/" : realRoot + "/") }
+        func walk(_ d: String, _ depth: Int) -> (String, String)? {
+            guard depth <= depthLimit else { return nil }
+            for name in FileOps.list(d) {
+                let p = d + "/" + name
+                var st = stat()
+                guard lstat(p, &st) == 0 else { continue }
+                if (st.st_mode & S_IFMT) == S_IFLNK {
+                    let target = realPath(p) ?? "(dangling)"
+                    if !inside(target) { return (p, target) }
+                } else if (st.st_mode & S_IFMT) == S_IFDIR {
+                    if let found = walk(p, depth + 1) { return found }
+                }
+            }
+            return nil
+        }
+        return walk(dir, 0)
+    }
+}

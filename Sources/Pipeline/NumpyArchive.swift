@@ -1,0 +1,80 @@
+import Foundation
+
+/// Writes `.npz` files as `numpy.savez` does: a ZIP archive (stored, no compression) of
+/// `.npy` arrays. `samples.npz` holds `arr_0`, uint8 (N, H, W, C): the layout ADM's
+/// evaluator (`evaluator.py`) and DiT's `sample_ddp.py` use.
+public enum NumpyArchive {
+    /// One uint8 array.
+    public struct Array: Sendable {
+        public var name: String
+        public var shape: [Int]
+        public var bytes: [UInt8]
+
+        public init(name: String, shape: [Int], bytes: [UInt8]) {
+            precondition(shape.reduce(1, *) == bytes.count, "\(bytes.count) bytes for shape \(shape)")
+            self.name = name
+            self.shape = shape
+            self.bytes = bytes
+        }
+    }
+
+    /// The `.npy` (format 1.0) encoding of a C-order uint8 array: magic, header length, a
+    /// Python-literal header padded with spaces to a multiple of 64 bytes and ending in `\n`.
+    public static func npy(shape: [Int], bytes: [UInt8]) -> [UInt8] {
+        let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
+        var header = "{'descr': '|u1', 'fortran_order': False, 'shape': (\(dims)), }"
+        let prefix = 10  // magic (6) + version (2) + header length (2)
+        while (prefix + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var out: [UInt8] = [0x93] + Swift.Array("NUMPY".utf8) + [1, 0]
+        let n = header.utf8.count
+        out += [UInt8(n & 0xFF), UInt8(n >> 8)]
+        out += Swift.Array(header.utf8)
+        out += bytes
+        return out
+    }
+
+    /// The whole archive.
+    public static func archive(_ arrays: [Array]) -> [UInt8] {
+        var out: [UInt8] = []
+        var central: [UInt8] = []
+        func u16(_ v: Int, _ b: inout [UInt8]) { b += [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
+        func u32(_ v: UInt32, _ b: inout [UInt8]) { for i in 0..<4 { b.append(UInt8((v >> (8 * UInt32(i))) & 0xFF)) } }
+        for a in arrays {
+            let name = Swift.Array((a.name + ".npy").utf8)
+            let data = npy(shape: a.shape, bytes: a.bytes)
+            precondition(data.count < 0xFFFF_FFFF, "array \(a.name) is too large for a ZIP32 archive")
+            let crc = crc32(data)
+            let offset = out.count
+            // Local file header: version 2.0, no flags, stored, DOS time/date 1980-01-01.
+            u32(0x0403_4B50, &out); u16(20, &out); u16(0, &out); u16(0, &out); u16(0, &out); u16(0x21, &out)
+            u32(crc, &out); u32(UInt32(data.count), &out); u32(UInt32(data.count), &out)
+            u16(name.count, &out); u16(0, &out)
+            out += name
+            out += data
+            u32(0x0201_4B50, &central); u16(20, &central); u16(20, &central); u16(0, &central); u16(0, &central)
+            u16(0, &central); u16(0x21, &central); u32(crc, &central); u32(UInt32(data.count), &central); u32(UInt32(data.count), &central)
+            u16(name.count, &central); u16(0, &central); u16(0, &central); u16(0, &central); u16(0, &central)
+            u32(0, &central); u32(UInt32(offset), &central)
+            central += name
+        }
+        let centralOffset = out.count
+        out += central
+        u32(0x0605_4B50, &out); u16(0, &out); u16(0, &out); u16(arrays.count, &out); u16(arrays.count, &out)
+        u32(UInt32(central.count), &out); u32(UInt32(centralOffset), &out); u16(0, &out)
+        return out
+    }
+
+    static let crcTable: [UInt32] = (0..<256).map { i -> UInt32 in
+        var c = UInt32(i)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    /// CRC-32 (IEEE 802.3), as ZIP requires.
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes { c = crcTable[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+}
