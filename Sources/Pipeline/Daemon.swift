@@ -10,6 +10,9 @@ public struct DaemonOptions: Sendable {
     /// A manifest or dataset modified less than this long ago (seconds) with no close/rename
     /// event seen may still be being written, and waits. `--once` takes everything present.
     public var settleSeconds = 3.0
+    /// A manifest that does not parse is failed only after this long unchanged (or a close
+    /// event): a writer that pauses mid-file must not have its half-written file moved away.
+    public var unparsableSettleSeconds = 30.0
     /// See `JobRunner.crashLimit`.
     public var crashLimit = 5
 
@@ -167,6 +170,9 @@ public final class Daemon: @unchecked Sendable {
         case let .manifest(name, modified), let .dataset(name, modified):
             if let seen = watcher?.completedAt[name], seen >= modified { return true }
             return now - modified >= options.settleSeconds
+        case let .unparsable(name, modified):
+            if let seen = watcher?.completedAt[name], seen >= modified { return true }
+            return now - modified >= options.unparsableSettleSeconds
         }
     }
 }

@@ -38,7 +38,7 @@ public struct JobRunner: Sendable {
 
         // A crash after the publishing (or failing) rename leaves only the cleanup to do.
         if let done = spool.finishedCopy(of: claim) {
-            FileOps.removeTree(claim.directory)
+            spool.removeClaim(claim)
             log.event("cleanup", "already finished in \(layout.relative(done)); removed the leftover claim")
             return .skipped("already finished in \(layout.relative(done))")
         }

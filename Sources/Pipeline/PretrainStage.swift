@@ -109,6 +109,7 @@ public struct PretrainStage: Stage {
         let x = Tensor(shape: [m.training.batchSize, config.inChannels, config.inputSize, config.inputSize])
         var labels: [Int] = []
         var lastSaved = trainer.step
+        if ctx.shouldStop() { return .stopped(step: trainer.step) }  // asked during data loading
         while trainer.step < total {
             let t0 = Date()
             batches.next(into: x, labels: &labels)

@@ -14,6 +14,9 @@ public struct Problem: Sendable, Equatable, CustomStringConvertible {
         self.line = line
     }
 
+    /// A problem with the file as a whole (syntax, size, encoding) rather than a field.
+    public var isSyntax: Bool { field.isEmpty }
+
     public var description: String {
         let place = field.isEmpty ? "" : "\(field)"
         let at = line.map { " (line \($0))" } ?? ""

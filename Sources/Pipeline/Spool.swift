@@ -52,6 +52,9 @@ public struct Spool: Sendable {
     /// Something whose completeness the caller judges (settle time, inotify events).
     public enum Item: Sendable {
         case manifest(fileName: String, modified: Double)
+        /// A manifest judged complete that does not parse: it may be a slow writer's partial
+        /// file, so it deserves a longer wait before it is failed (and moved away).
+        case unparsable(fileName: String, modified: Double)
         case dataset(name: String, modified: Double)
     }
 
@@ -77,7 +80,13 @@ public struct Spool: Sendable {
                 s.inbox.append(.init(fileName: name, jobName: jobKey, parsed: nil, modified: mtime))
                 continue
             }
-            s.inbox.append(.init(fileName: name, jobName: jobKey, parsed: readManifest(path), modified: mtime))
+            let parsed = readManifest(path)
+            if case let .failure(e) = parsed, e.problems.contains(where: \.isSyntax),
+               !isComplete(.unparsable(fileName: name, modified: mtime)) {
+                s.inbox.append(.init(fileName: name, jobName: jobKey, parsed: nil, modified: mtime))
+                continue
+            }
+            s.inbox.append(.init(fileName: name, jobName: jobKey, parsed: parsed, modified: mtime))
         }
         for job in FileOps.list(layout.claimed) where !job.hasPrefix(".") {
             if manifestPath(inClaim: layout.claimDirectory(job)) != nil { s.claimed.insert(job) }
@@ -253,8 +262,7 @@ public struct Spool: Sendable {
         FileOps.syncTree(staging)
         let target = try renameToFreeName(staging, in: layout.outbox, base: claim.name)
         FileOps.syncDirectory(layout.outbox)
-        FileOps.removeTree(claim.directory)
-        FileOps.syncDirectory(layout.claimed)
+        removeClaim(claim)
         return target
     }
 
@@ -274,8 +282,7 @@ public struct Spool: Sendable {
         FileOps.syncDirectory(staging)
         let target = try renameToFreeName(staging, in: layout.failed, base: claim.name)
         FileOps.syncDirectory(layout.failed)
-        FileOps.removeTree(claim.directory)
-        FileOps.syncDirectory(layout.claimed)
+        removeClaim(claim)
         return target
     }
 
@@ -297,6 +304,16 @@ public struct Spool: Sendable {
         unlink(source)  // the copy is in Failed/ now
         FileOps.syncDirectory(layout.jobs)
         return target
+    }
+
+    /// Removes a finished claim. The manifest goes first (its copy is in Outbox/ or Failed/):
+    /// a crash part-way then leaves a folder without a manifest, which is debris, never a
+    /// claim that would run the job a second time.
+    public func removeClaim(_ claim: ClaimedJob) {
+        unlink(claim.manifestPath)
+        FileOps.syncDirectory(claim.directory)
+        FileOps.removeTree(claim.directory)
+        FileOps.syncDirectory(layout.claimed)
     }
 
     func errorRecord(job: String, error: JobError, stage: String?, claimId: String, file: String) -> JSONValue {

@@ -23,7 +23,7 @@ public enum StatusReport {
         let now = Date().timeIntervalSince1970
         let snapshot = spool.scan { item in
             switch item {
-            case let .manifest(_, m), let .dataset(_, m): now - m >= settleSeconds
+            case let .manifest(_, m), let .dataset(_, m), let .unparsable(_, m): now - m >= settleSeconds
             }
         }
         var rows: [JobStatus] = []
