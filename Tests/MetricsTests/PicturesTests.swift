@@ -122,3 +122,49 @@ import Tensors
         #expect(computed == 3, "a damaged cache is recomputed")
     }
 }
+
+/// Writes an example job folder (report.html, samples.png, loss.png, metrics.json) to look at
+/// in a browser. Off unless LEARNGENE_REPORT_DEMO names the folder to write.
+@Suite struct ReportDemo {
+    static let folder = ProcessInfo.processInfo.environment["LEARNGENE_REPORT_DEMO"] ?? ""
+
+    @Test(.enabled(if: !folder.isEmpty, "set LEARNGENE_REPORT_DEMO=/some/folder to write an example report"))
+    func writesExampleReport() throws {
+        try FileManager.default.createDirectory(atPath: Self.folder, withIntermediateDirectories: true)
+        // Samples: Fashion-MNIST test images if installed (one row per class), else noise.
+        let rows = 10, cols = 8
+        let t = Tensor(shape: [rows * cols, 1, 28, 28])
+        if let idx = try? IDX.read(contentsOf: "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+           let labels = try? IDX.read(contentsOf: "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz") {
+            var filled = [Int](repeating: 0, count: rows)
+            for i in 0..<labels.count {
+                let c = Int(labels.data[i])
+                guard filled[c] < cols else { continue }
+                let slot = c * cols + filled[c]
+                for p in 0..<784 { t.data[slot * 784 + p] = Float(idx.data[i * 784 + p]) / 127.5 - 1 }
+                filled[c] += 1
+            }
+        } else {
+            var rng = RandomStream(seed: 1)
+            rng.fillUniform(t, low: -1, high: 1)
+        }
+        try ImageCodec.writePNG(SampleGrid.render(images: t, rows: rows, cols: cols), to: Self.folder + "/samples.png")
+        let steps = Array(stride(from: 0, through: 20000, by: 100))
+        var rng = RandomStream(seed: 2)
+        let values = steps.map { 0.03 + 0.9 * exp(-Double($0) / 900) + 0.01 * Double(rng.nextNormal()) * (1 + 3 * exp(-Double($0) / 3000)) }
+        try ImageCodec.writePNG(LossCurvePlot.render(steps: steps, values: values), to: Self.folder + "/loss.png")
+        var metrics = MetricsReport()
+        let s = SamplingRecord(sampler: "ddim", steps: 50, guidance: 1.5, seed: 0, checkpointStep: 20000, weights: "ema")
+        metrics.metrics["fd_effnet_lite0"] = MetricEntry(value: 39.72, definition: "Fréchet distance of EfficientNet-Lite0 pooled features (1280-d), not comparable to FID", samples: 2000, referenceSamples: 2000, reference: "fashion-mnist test", inputSize: 112, sampling: s)
+        metrics.metrics["precision_effnet_lite0"] = MetricEntry(value: 0.81, definition: "fraction of samples inside the reference's k-NN manifold (k = 3)", samples: 2000, referenceSamples: 2000, reference: "fashion-mnist test", inputSize: 112, sampling: s)
+        metrics.unavailable["sfd_effnet_lite0"] = "example: " + EfficientNetLite0.missingWeightsMessage(root: "/srv/learngene", environment: [:])
+        metrics.seconds = ["features": 45.8, "reference": 0, "statistics": 3.9]
+        try metrics.jsonData().write(to: URL(fileURLWithPath: Self.folder + "/metrics.json"))
+        let report = Report(job: "fashion-pretrain", stage: "pretrain", resolvedManifest: "version: 1\nstage: pretrain\nname: fashion-pretrain\nseed: 0\ninputs:\n  dataset: fashion-mnist\nsampling:\n  count: 80\n  sampler: ddim\n  steps: 50\n  cfg_scale: 1.5\n",
+                            metrics: metrics, facts: [("steps", "20000"), ("parameters", "7,390,000"), ("images/s", "93.5"), ("final loss", "0.0312")],
+                            pictures: [.init(caption: "samples (one row per class, seed 0)", path: "samples.png", displayWidth: 2 * (cols * 30 + 2)),
+                                       .init(caption: "training loss", path: "loss.png", pixelated: false)],
+                            timings: [("training", 3512.4), ("sampling", 61.2), ("evaluation", 49.7)], files: ["model.safetensors", "metrics.json", "samples.npz"])
+        try Data(report.html().utf8).write(to: URL(fileURLWithPath: Self.folder + "/report.html"))
+    }
+}
