@@ -54,6 +54,7 @@ struct ServeCommand: ParsableCommand {
             for (job, reason) in summary.waiting { logger.warning("still waiting: \(reason)", metadata: ["job": .string(job)]) }
             logger.info("done: \(summary.published.count) published, \(summary.failed.count) failed, \(summary.waiting.count) waiting")
         }
-        if !summary.failed.isEmpty && once { throw ExitCode(1) }
+        // A signal means "stop cleanly": exit 0 (claimed jobs resume on the next start).
+        if once && !summary.failed.isEmpty && !summary.stopped { throw ExitCode(1) }
     }
 }

@@ -55,12 +55,18 @@ import Testing
         return out
     }
 
-    /// The newest step in the job's log.jsonl progress lines (written every `log_every` steps;
-    /// status.json is only rewritten once a second).
+    /// The newest step the running process logged in the job's log.jsonl (progress lines come
+    /// every `log_every` steps; status.json is only rewritten once a second). Lines from an
+    /// earlier, killed process do not count: the search stops at the newest "start" line.
     static func loggedStep(_ root: TempRoot, job: String) -> Int? {
-        guard let text = root.read(".state/claimed/\(job)/log.jsonl") else { return nil }
-        for line in text.split(separator: "\n").reversed() where line.contains("\"event\":\"progress\"") {
-            return (try? JSONValue.parse(String(line)))?["step"]?.intValue
+        guard let h = FileHandle(forReadingAtPath: root.path + "/.state/claimed/\(job)/log.jsonl") else { return nil }
+        defer { try? h.close() }
+        let end = (try? h.seekToEnd()) ?? 0
+        try? h.seek(toOffset: end > 16384 ? end - 16384 : 0)
+        let text = String(decoding: h.readDataToEndOfFile(), as: UTF8.self)
+        for line in text.split(separator: "\n").reversed() {
+            if line.contains("\"event\":\"start\"") { return nil }
+            if line.contains("\"event\":\"progress\"") { return (try? JSONValue.parse(String(line)))?["step"]?.intValue }
         }
         return nil
     }
@@ -71,7 +77,7 @@ import Testing
         while Date() < deadline && process.process.isRunning {
             if let s = loggedStep(root, job: job), s >= step { return true }
             if root.exists("Outbox/\(job)") { return false }
-            usleep(2_000)
+            usleep(5_000)
         }
         return false
     }
