@@ -218,14 +218,16 @@ public final class EfficientNetLite0: @unchecked Sendable {
         var spatial = [Float](repeating: 0, count: n * spatialDimension)
         var logits = [Float](repeating: 0, count: n * classes)
         var start = 0
-        let b = max(1, batchSize)
+        let b = max(1, min(batchSize, n))
+        let bufs = (0..<4).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: activationCapacity * b) }
+        defer { for p in bufs { p.deallocate() } }
         while start < n {
             let count = min(b, n - start)
             let input = ImagePreprocessing.networkInput(images, range: start..<(start + count), size: inputSize)
             pooled.withUnsafeMutableBufferPointer { p in
                 spatial.withUnsafeMutableBufferPointer { s in
                     logits.withUnsafeMutableBufferPointer { l in
-                        forward(input, batch: count,
+                        forward(input, batch: count, bufs: bufs,
                                 pooled: p.baseAddress! + start * pooledDimension,
                                 spatial: s.baseAddress! + start * spatialDimension,
                                 logits: l.baseAddress! + start * classes)
@@ -239,11 +241,9 @@ public final class EfficientNetLite0: @unchecked Sendable {
                        logits: Features(count: n, dimension: classes, values: logits))
     }
 
-    /// One batch: `input` is (batch, size, size, 3) NHWC, already normalized.
-    func forward(_ input: [Float], batch: Int, pooled: UnsafeMutablePointer<Float>,
-                 spatial: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>) {
-        // The largest activation decides the buffer size: every block's expanded map at its
-        // input resolution, and the stem's output.
+    /// Floats per image of the largest activation: every block's expanded map at its input
+    /// resolution, the stem's im2col rows and output, the head's output.
+    var activationCapacity: Int {
         var side = (inputSize + 1) / 2
         var largest = side * side * max(stemChannels, 27)
         for blk in blocks {
@@ -251,10 +251,14 @@ public final class EfficientNetLite0: @unchecked Sendable {
             side = (side + blk.stride - 1) / blk.stride
             largest = max(largest, side * side * max(blk.expanded, blk.outChannels))
         }
-        largest = max(largest, side * side * pooledDimension)
-        let capacity = largest * batch
-        let bufs = (0..<4).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: capacity) }
-        defer { for p in bufs { p.deallocate() } }
+        return max(largest, side * side * pooledDimension)
+    }
+
+    /// One batch: `input` is (batch, size, size, 3) NHWC, already normalized; `bufs` are four
+    /// scratch buffers of `activationCapacity · batch` floats (allocated once per `features`
+    /// call: fresh ones per batch cost ~5% in page faults).
+    func forward(_ input: [Float], batch: Int, bufs: [UnsafeMutablePointer<Float>], pooled: UnsafeMutablePointer<Float>,
+                 spatial: UnsafeMutablePointer<Float>, logits: UnsafeMutablePointer<Float>) {
         var x = bufs[0], y = bufs[1]
         let e = bufs[2], d = bufs[3]
 
