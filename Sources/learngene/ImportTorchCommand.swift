@@ -60,15 +60,13 @@ struct ImportTorchCommand: ParsableCommand {
             }
             let out = output!
             if !force && FileManager.default.fileExists(atPath: out) {
-                throw ValidationError("\(out) exists; pass --force to replace it.")
+                throw DataFileError(file: out, reason: "exists already", hint: "pass --force to replace it, or choose another --output")
             }
             try SafeTensors.write(selected, to: out)
             let elements = selected.tensors.values.reduce(0) { $0 + $1.count }
             let bytes = selected.tensors.values.reduce(0) { $0 + $1.bytes.count }
             let dtypes = Dictionary(grouping: selected.tensors.values, by: \.dtype).map { "\($0.value.count) \($0.key.rawValue)" }.sorted()
             print("wrote \(out): \(selected.tensors.count) tensors (\(dtypes.joined(separator: ", "))), \(elements) elements, \(bytes) bytes, from the \(contents.layout.rawValue) layout")
-        } catch let e as ValidationError {
-            throw e
         } catch {
             FileHandle.standardError.write(Data("learngene import torch: \(error)\n".utf8))
             throw ExitCode(1)
