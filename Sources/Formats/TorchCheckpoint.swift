@@ -146,7 +146,6 @@ public enum TorchCheckpoint {
             }
             // Storages declared by persistent ids: key -> (dtype, elements of the root storage).
             var declared: [String: (dtype: SafeTensors.DType, typeName: String, numel: Int)] = [:]
-            let stateStart = pos
             let state: Pickle.Value
             (state, pos) = try Pickle.load(raw, from: pos) { (pid: Pickle.Value, at: Int) throws(Pickle.Failure) -> Pickle.Value in
                 var s = try storageRef(pid, at: at, legacy: true)
@@ -165,7 +164,6 @@ public enum TorchCheckpoint {
                 }
                 return .storage(s)
             }
-            _ = stateStart
             let keysValue: Pickle.Value
             (keysValue, pos) = try Pickle.load(raw, from: pos)
             guard case .list(let keyList) = keysValue else {

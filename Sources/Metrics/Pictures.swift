@@ -38,13 +38,14 @@ public enum SampleGrid {
 /// A loss curve drawn as a picture by a small rasterizer of its own (no plotting library or
 /// font exists offline): axes, a light grid, tick labels in a built-in 3×5 pixel font, the
 /// raw values as a thin light line and their exponential moving average (TensorBoard's
-/// smoothing, bias-corrected) as a thick dark one. The y axis is logarithmic when the values
+/// smoothing, bias-corrected) as a thick dark one. The default smoothing averages over about
+/// 2% of the points (a fixed factor lags far behind a short curve and hardly smooths a long one). The y axis is logarithmic when the values
 /// span more than a factor of 20 (diffusion losses fall from ~1 to a few hundredths, and a
 /// linear axis flattens everything after the first steps). Drawn at twice the size and
 /// averaged down, so lines are antialiased.
 public enum LossCurvePlot {
     public static func render(steps: [Int], values: [Double], width: Int = 720, height: Int = 400,
-                              smoothing: Double = 0.9, title: String = "LOSS") -> Image {
+                              smoothing: Double? = nil, title: String = "LOSS") -> Image {
         precondition(steps.count == values.count, "LossCurvePlot: \(steps.count) steps for \(values.count) values")
         let ss = 2  // supersampling
         var canvas = Canvas(width: width * ss, height: height * ss)
@@ -94,6 +95,7 @@ public enum LossCurvePlot {
         for i in 1..<max(1, points.count) {
             canvas.line(px(xs[i - 1]), py(ys[i - 1]), px(xs[i]), py(ys[i]), thickness: ss, color: rawColor)
         }
+        let smoothing = smoothing ?? max(0, 1 - 1 / max(1, Double(points.count) / 50))
         var ema = 0.0, weight = 0.0
         var smooth: [Double] = []
         for y in ys {

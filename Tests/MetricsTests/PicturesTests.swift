@@ -164,6 +164,9 @@ import Tensors
         var rng = RandomStream(seed: 2)
         let values = steps.map { 0.03 + 0.9 * exp(-Double($0) / 900) + 0.01 * Double(rng.nextNormal()) * (1 + 3 * exp(-Double($0) / 3000)) }
         try ImageCodec.writePNG(LossCurvePlot.render(steps: steps, values: values), to: Self.folder + "/loss.png")
+        // A curve over two decades gets a logarithmic axis.
+        let positive = steps.map { 0.02 + 0.9 * exp(-Double($0) / 1500) * (1 + 0.1 * sin(Double($0) / 77)) }
+        try ImageCodec.writePNG(LossCurvePlot.render(steps: steps, values: positive), to: Self.folder + "/loss-log.png")
         var metrics = MetricsReport()
         let s = SamplingRecord(sampler: "ddim", steps: 50, guidance: 1.5, seed: 0, checkpointStep: 20000, weights: "ema")
         metrics.metrics["fd_effnet_lite0"] = MetricEntry(value: 39.72, definition: "Fréchet distance of EfficientNet-Lite0 pooled features (1280-d), not comparable to FID", samples: 2000, referenceSamples: 2000, reference: "fashion-mnist test", inputSize: 112, sampling: s)
