@@ -16,7 +16,7 @@ struct ImportCommand: ParsableCommand {
             temporary name and renamed into place when complete, with a README.md giving the source, \
             the options and the data's license.
             """,
-        subcommands: [ImportFashionMNISTCommand.self, ImportCSVDigitsCommand.self])
+        subcommands: [ImportFashionMNISTCommand.self, ImportCSVDigitsCommand.self, ImportTorchCommand.self])
 }
 
 /// Options every import subcommand has.
