@@ -72,8 +72,8 @@ import Testing
     }
 
     /// Waits until the job has logged at least `step` (false if it finished or exited first).
-    static func waitForStep(_ root: TempRoot, job: String, step: Int, process: Learngene.Running) -> Bool {
-        let deadline = Date().addingTimeInterval(300)
+    static func waitForStep(_ root: TempRoot, job: String, step: Int, process: Learngene.Running, within seconds: Double = 300) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline && process.process.isRunning {
             if let s = loggedStep(root, job: job), s >= step { return true }
             if root.exists("Outbox/\(job)") { return false }
@@ -121,18 +121,30 @@ import Testing
         var midTraining = 0, atRandom = 0
         for round in 0..<40 where !root.exists("Outbox/j") {
             let p = try Learngene.start(["serve", "--once", "--crash-limit", "1000", "--root", root.path], root: root, label: "k\(round)")
+            // Each round ends at most 60 steps past the newest checkpoint, so the job cannot
+            // finish early however fast the build is, and every even round lands mid-training.
+            let newest = CheckpointStore(directory: root.path + "/.state/claimed/j/checkpoints", configHash: "", keep: 1).completeSteps().last ?? 0
+            let target = newest + Int.random(in: 1...60, using: &rng)
             if round % 2 == 0 {
-                // Mid-training: once status.json shows a step past the newest checkpoint.
-                let newest = CheckpointStore(directory: root.path + "/.state/claimed/j/checkpoints", configHash: "", keep: 1).completeSteps().last ?? 0
-                if Self.waitForStep(root, job: "j", step: newest + Int.random(in: 1...60, using: &rng), process: p) { midTraining += 1 }
+                if Self.waitForStep(root, job: "j", step: target, process: p) { midTraining += 1 }
             } else {
                 // Any moment: start-up, data loading, a checkpoint write, sampling, publishing.
-                usleep(UInt32.random(in: 10_000...1_500_000, using: &rng))
+                _ = Self.waitForStep(root, job: "j", step: target, process: p, within: Double.random(in: 0.01...1.5, using: &rng))
                 if p.process.isRunning { atRandom += 1 }
             }
             p.signal(SIGKILL)
             _ = p.wait(timeout: 60)
         }
+        // The end game, unbounded: kills may land in the last steps, the final checkpoint,
+        // sampling, or between the publishing rename and the cleanup.
+        for round in 0..<8 where !root.exists("Outbox/j") {
+            let p = try Learngene.start(["serve", "--once", "--crash-limit", "1000", "--root", root.path], root: root, label: "e\(round)")
+            usleep(UInt32.random(in: 10_000...1_500_000, using: &rng))
+            if p.process.isRunning { atRandom += 1 }
+            p.signal(SIGKILL)
+            _ = p.wait(timeout: 60)
+        }
+        print("kill -9 loop: \(midTraining) kills mid-training, \(atRandom) at random moments")
         if !root.exists("Outbox/j") {
             let r = try Learngene.run(["serve", "--once", "--crash-limit", "1000", "--root", root.path], root: root)
             #expect(r.status == 0, "\(r.stderr)")
