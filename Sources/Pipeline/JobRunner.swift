@@ -35,6 +35,7 @@ public struct JobRunner: Sendable {
     public func run(_ claim: ClaimedJob) -> Outcome {
         var claim = claim
         let log = JobLog(path: claim.logPath, job: claim.name, logger: logger)
+        let life = Lifecycle(log: log)
 
         // A crash after the publishing (or failing) rename leaves only the cleanup to do.
         if let done = spool.finishedCopy(of: claim) {
@@ -44,16 +45,16 @@ public struct JobRunner: Sendable {
         }
         // A crash in the middle of failing: finish it with the recorded reason.
         if let recorded = FileOps.readString(claim.errorPath).flatMap({ try? JSONValue.parse($0) }).flatMap(JobError.init(json:)) {
-            return fail(claim, recorded, stage: nil, log: log)
+            return fail(claim, life: life, recorded, stage: nil, log: log)
         }
 
         let manifest: Manifest
         switch spool.readManifest(claim.manifestPath) {
         case let .success(m): manifest = m
-        case let .failure(e): return fail(claim, e, stage: nil, log: log)
+        case let .failure(e): return fail(claim, life: life, e, stage: nil, log: log)
         }
         guard let stage = registry[manifest.stage] else {
-            return fail(claim, JobError(what: "stage \(manifest.stage) is not available in this build of learngene",
+            return fail(claim, life: life, JobError(what: "stage \(manifest.stage) is not available in this build of learngene",
                                         where: "manifest field stage", fix: "use one of: \(registry.stages.keys.sorted().joined(separator: ", "))"),
                         stage: manifest.stage, log: log)
         }
@@ -67,7 +68,7 @@ public struct JobRunner: Sendable {
         claim.info.pid = getpid()
         claim.info.host = FileOps.hostName
         if claim.info.startsWithoutProgress >= crashLimit {
-            return fail(claim, JobError(
+            return fail(claim, life: life, JobError(
                 what: "the job was interrupted \(claim.info.startsWithoutProgress + 1) times in a row without reaching a new checkpoint (stuck at step \(newest)); it may be crashing the daemon",
                 where: "job \(claim.name), step \(newest)",
                 fix: "read Failed/\(claim.name)/log.jsonl and the daemon's log for the crash; fix the input or manifest, or lower checkpoint.every, then drop the manifest in again"),
@@ -84,9 +85,9 @@ public struct JobRunner: Sendable {
                 inputs[role] = try resolveInput(manifest.inputs[role]!, field: "inputs.\(role)")
             }
         } catch let e as JobError {
-            return fail(claim, e, stage: manifest.stage, log: log)
+            return fail(claim, life: life, e, stage: manifest.stage, log: log)
         } catch {
-            return fail(claim, JobError(what: "\(error)", where: "inputs", fix: "check the inputs"), stage: manifest.stage, log: log)
+            return fail(claim, life: life, JobError(what: "\(error)", where: "inputs", fix: "check the inputs"), stage: manifest.stage, log: log)
         }
 
         let output = layout.outboxStaging(claim.name)
@@ -95,7 +96,7 @@ public struct JobRunner: Sendable {
             try FileOps.makeDirectories(output)
             try FileOps.makeDirectories(claim.work)
         } catch {
-            return fail(claim, JobError(what: "cannot create the job's folders: \(error)", where: layout.relative(output),
+            return fail(claim, life: life, JobError(what: "cannot create the job's folders: \(error)", where: layout.relative(output),
                                         fix: "check free space and permissions under \(layout.root)"), stage: manifest.stage, log: log)
         }
 
@@ -106,6 +107,7 @@ public struct JobRunner: Sendable {
                   : "resuming \(manifest.stage) job \(claim.name) (start \(claim.info.starts), newest checkpoint step \(newest))",
                   [("stage", .string(manifest.stage)), ("attempt", .int(claim.info.starts)), ("checkpoint_step", .int(newest)),
                    ("config_hash", .string(manifest.configHash))])
+        life.apply(.start(resumeStep: min(newest, manifest.training.steps), total: manifest.training.steps))
         progress.writeStatus(force: true)
         let context = JobContext(job: claim.name, manifest: manifest, layout: layout, inputs: inputs, workDirectory: claim.work,
                                  outputDirectory: output, checkpoints: store, progress: progress, log: log,
@@ -115,15 +117,16 @@ public struct JobRunner: Sendable {
         do {
             outcome = try stage.run(context)
         } catch let e as JobError {
-            return fail(claim, e, stage: manifest.stage, log: log)
+            return fail(claim, life: life, e, stage: manifest.stage, log: log)
         } catch {
-            return fail(claim, JobError(what: "\(error)", where: "stage \(manifest.stage) of job \(claim.name)",
+            return fail(claim, life: life, JobError(what: "\(error)", where: "stage \(manifest.stage) of job \(claim.name)",
                                         fix: "see log.jsonl in the Failed folder; if the cause is unclear, report it with that folder"),
                         stage: manifest.stage, log: log)
         }
 
         switch outcome {
         case let .stopped(step):
+            life.apply(.stop)
             log.event("stopped", "stopped at step \(step) (checkpointed); it resumes on the next start", [("step", .int(step))])
             progress.writeStatus(force: true, state: "stopped")
             return .stopped
@@ -134,10 +137,11 @@ public struct JobRunner: Sendable {
                 // The log is copied last so that it includes the line above.
                 try FileOps.copyFile(claim.logPath, to: output + "/log.jsonl")
                 let target = try spool.publish(claim)
+                life.apply(.publish)
                 logger.info("published \(layout.relative(target))", metadata: ["job": .string(claim.name)])
                 return .published(target)
             } catch {
-                return fail(claim, JobError(what: "cannot publish the results: \(error)", where: layout.relative(output),
+                return fail(claim, life: life, JobError(what: "cannot publish the results: \(error)", where: layout.relative(output),
                                             fix: "check free space and permissions under \(layout.outbox), then drop the manifest in again"),
                             stage: manifest.stage, log: log)
             }
@@ -156,6 +160,25 @@ public struct JobRunner: Sendable {
             ("host", .string(FileOps.hostName)), ("config_hash", .string(manifest.configHash)),
         ])
         try FileOps.writeDurably(record.pretty, to: output + "/job.json")
+    }
+
+    /// The job's `JobState`, advanced by the runner's events; each transition is logged, and
+    /// an illegal one (a runner bug) is reported rather than silently ignored.
+    final class Lifecycle {
+        private(set) var state = JobState.claimed
+        let log: JobLog
+        init(log: JobLog) { self.log = log }
+
+        func apply(_ event: JobState.Event) {
+            do {
+                let next = try state.applying(event)
+                log.event("state", "\(state.name) → \(next.name)", level: .debug,
+                          [("from", .string(state.name)), ("to", .string(next.name))])
+                state = next
+            } catch {
+                log.event("warning", "\(error)", level: .warning)
+            }
+        }
     }
 
     func resolveInput(_ source: InputSource, field: String) throws -> String {
@@ -183,7 +206,8 @@ public struct JobRunner: Sendable {
         }
     }
 
-    func fail(_ claim: ClaimedJob, _ error: JobError, stage: String?, log: JobLog) -> Outcome {
+    func fail(_ claim: ClaimedJob, life: Lifecycle, _ error: JobError, stage: String?, log: JobLog) -> Outcome {
+        life.apply(.fail(error))
         log.event("failed", "failed: \(error.what) [\(error.where)] — fix: \(error.fix)", level: .error, [("error", error.json)])
         do {
             let target = try spool.fail(claim, error: error, stage: stage)

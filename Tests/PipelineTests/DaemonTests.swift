@@ -43,6 +43,7 @@ import Testing
         #expect(progress.map { $0["step"]?.intValue } == [2, 4, 6])
         #expect(progress.allSatisfy { $0["job"]?.stringValue == "j" && $0["loss"]?.doubleValue != nil && $0["images_per_second"] != nil && $0["eta_seconds"] != nil })
         #expect(lines.first?["event"]?.stringValue == "start")
+        #expect(lines.contains { $0["event"]?.stringValue == "state" && $0["from"]?.stringValue == "claimed" && $0["to"]?.stringValue == "running" })
         #expect(lines.last?["event"]?.stringValue == "done")
     }
 
