@@ -39,7 +39,9 @@ extension DiTModel {
         file.tensors["pos_embed"] = .f32(UnsafeBufferPointer(posEmbed.buffer), shape: [1, config.tokens, config.hiddenSize])
         var meta = file.metadata
         meta["format"] = "pt"
-        if let json = try? JSONEncoder().encode(config), let s = String(data: json, encoding: .utf8) { meta["learngene.dit_config"] = s }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys  // same bytes in every process
+        if let json = try? encoder.encode(config), let s = String(data: json, encoding: .utf8) { meta["learngene.dit_config"] = s }
         file.metadata = meta
         return file
     }
