@@ -416,7 +416,9 @@ public enum SafeTensors {
         try AtomicFile.write(serialize(file), to: path)
     }
 
-    static func jsonString(_ s: String) -> String {
+    /// `s` as a JSON string literal (quotes, escapes, control characters as \u00xx).
+    /// Shared by every JSON writer in the project.
+    public static func jsonString(_ s: String) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {

@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 
 /// A free-form JSON value, for the files whose shape is open-ended: log lines, `status.json`,
@@ -93,21 +94,7 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { SafeTensors.jsonString(s) }
 
     /// Parses JSON text, keeping object key order.
     public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
