@@ -56,26 +56,36 @@ import Testing
     }
 
     /// The newest step the running process logged in the job's log.jsonl (progress lines come
-    /// every `log_every` steps; status.json is only rewritten once a second). Lines from an
-    /// earlier, killed process do not count: the search stops at the newest "start" line.
-    static func loggedStep(_ root: TempRoot, job: String) -> Int? {
+    /// every `log_every` steps; status.json is only rewritten once a second). Only lines past
+    /// `offset` that follow a "start" line count: an earlier, killed process's do not.
+    static func loggedStep(_ root: TempRoot, job: String, since offset: UInt64) -> Int? {
         guard let h = FileHandle(forReadingAtPath: root.path + "/.state/claimed/\(job)/log.jsonl") else { return nil }
         defer { try? h.close() }
         let end = (try? h.seekToEnd()) ?? 0
-        try? h.seek(toOffset: end > 16384 ? end - 16384 : 0)
+        guard end > offset else { return nil }
+        try? h.seek(toOffset: offset)
         let text = String(decoding: h.readDataToEndOfFile(), as: UTF8.self)
-        for line in text.split(separator: "\n").reversed() {
-            if line.contains("\"event\":\"start\"") { return nil }
-            if line.contains("\"event\":\"progress\"") { return (try? JSONValue.parse(String(line)))?["step"]?.intValue }
+        var sawStart = false
+        var step: Int?
+        for line in text.split(separator: "\n") {
+            if line.contains("\"event\":\"start\"") { sawStart = true; step = nil }
+            if sawStart, line.contains("\"event\":\"progress\""), let s = (try? JSONValue.parse(String(line)))?["step"]?.intValue { step = s }
         }
-        return nil
+        return step
     }
 
-    /// Waits until the job has logged at least `step` (false if it finished or exited first).
-    static func waitForStep(_ root: TempRoot, job: String, step: Int, process: Learngene.Running, within seconds: Double = 300) -> Bool {
+    /// The current size of the job's log: lines past it were written by a later process.
+    static func logSize(_ root: TempRoot, job: String) -> UInt64 {
+        ((try? FileManager.default.attributesOfItem(atPath: root.path + "/.state/claimed/\(job)/log.jsonl"))?[.size] as? NSNumber)?.uint64Value ?? 0
+    }
+
+    /// Waits until the process started after `since` has logged at least `step` (false if the
+    /// job finished or the process exited first). Only lines written after `since` count, so a
+    /// killed predecessor's progress can never satisfy the wait before the new process starts.
+    static func waitForStep(_ root: TempRoot, job: String, step: Int, process: Learngene.Running, since offset: UInt64 = 0, within seconds: Double = 300) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline && process.process.isRunning {
-            if let s = loggedStep(root, job: job), s >= step { return true }
+            if let s = loggedStep(root, job: job, since: offset), s >= step { return true }
             if root.exists("Outbox/\(job)") { return false }
             usleep(5_000)
         }
@@ -120,16 +130,17 @@ import Testing
         var rng = SystemRandomNumberGenerator()
         var midTraining = 0, atRandom = 0
         for round in 0..<40 where !root.exists("Outbox/j") {
+            let logOffset = Self.logSize(root, job: "j")
             let p = try Learngene.start(["serve", "--once", "--crash-limit", "1000", "--root", root.path], root: root, label: "k\(round)")
             // Each round ends at most 60 steps past the newest checkpoint, so the job cannot
             // finish early however fast the build is, and every even round lands mid-training.
             let newest = CheckpointStore(directory: root.path + "/.state/claimed/j/checkpoints", configHash: "", keep: 1).completeSteps().last ?? 0
             let target = newest + Int.random(in: 1...60, using: &rng)
             if round % 2 == 0 {
-                if Self.waitForStep(root, job: "j", step: target, process: p) { midTraining += 1 }
+                if Self.waitForStep(root, job: "j", step: target, process: p, since: logOffset) { midTraining += 1 }
             } else {
                 // Any moment: start-up, data loading, a checkpoint write, sampling, publishing.
-                _ = Self.waitForStep(root, job: "j", step: target, process: p, within: Double.random(in: 0.01...1.5, using: &rng))
+                _ = Self.waitForStep(root, job: "j", step: target, process: p, since: logOffset, within: Double.random(in: 0.01...1.5, using: &rng))
                 if p.process.isRunning { atRandom += 1 }
             }
             p.signal(SIGKILL)
