@@ -5,7 +5,8 @@ import PackageDescription
 ///   C shims (CPNG, CJPEGShim, COpenBLAS, CZlib)  ->  Tensors (buffers, sgemm, RNG, threads)
 ///   Formats (safetensors, IDX, CSV, gzip)          Images (PNG/JPEG codecs)
 ///   Datasets (ImageFolder, import)                 DiT (layers, model, diffusion, optimizer)
-///   learngene (CLI)                                learngene-bench (benchmark, not a test)
+///   Learngene (KIND, FINE, WAVE factored models)   TextEncoder (MiniLM WordPiece + BERT encoder)
+///   Pipeline (daemon, stages)                      learngene (CLI), learngene-bench (benchmark)
 let swiftSettings: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
 ]
@@ -38,10 +39,14 @@ let package = Package(
         .target(name: "DiT", dependencies: ["Tensors", "Formats"], swiftSettings: swiftSettings),
         // Metrics: EfficientNet-Lite0 features, Fréchet distances, precision/recall, reports.
         .target(name: "Metrics", dependencies: ["Tensors", "Formats", "Images", "CLapack", "COpenBLAS"], swiftSettings: swiftSettings),
+        // Learngene: condensing a DiT into learngenes (KIND, FINE, WAVE) and growing descendants.
+        .target(name: "Learngene", dependencies: ["Tensors", "Formats", "DiT", "CLapack"], swiftSettings: swiftSettings),
+        // TextEncoder: the frozen all-MiniLM-L6-v2 text encoder (WordPiece tokenizer, BERT forward/backward).
+        .target(name: "TextEncoder", dependencies: ["Tensors", "Formats"], swiftSettings: swiftSettings),
         .target(
             name: "Pipeline",
             dependencies: [
-                "Tensors", "Formats", "Images", "Datasets", "DiT", "Metrics",
+                "Tensors", "Formats", "Images", "Datasets", "DiT", "Metrics", "Learngene", "TextEncoder",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -70,5 +75,7 @@ let package = Package(
         .testTarget(name: "DiTTests", dependencies: ["DiT", "Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "LearngeneTests", dependencies: ["Learngene", "DiT", "Formats"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "Formats"], resources: [.copy("Fixtures")]),
     ]
 )
