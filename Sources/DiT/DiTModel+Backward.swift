@@ -52,34 +52,34 @@ extension DiTModel {
     /// Backward of one block. On entry `dResid` holds d(loss)/d(block output); on exit
     /// d(loss)/d(block input). dSiluC accumulates this block's adaLN contribution.
     func blockBackward(_ l: Int, a: Activations, N: Int, T: Int, D: Int, H: Int, F: Int) {
-        let o = blockOffsets[l], P = params.data, G = grads.data, b = a.blocks[l]
+        let o = blockOffsets[l], b = a.blocks[l]
         let mod = b.mod.data, dMod = a.dMod.data, dR = a.dResid.data
         a.dMod.zero()
         // MLP branch: x_out = x_mid + gate_mlp · fc2(gelu(fc1(h2)))
         gatedResidualBackward(dY: a.dY.data, dGate: dMod + 5 * D, dOut: dR, y: b.mlpY.data, gate: mod + 5 * D,
                               modStride: 6 * D, N: N, T: T, D: D)
-        linearBackward(dInp: a.dFc.data, dWeight: G + o.fc2W, dBias: G + o.fc2B, dOut: a.dY.data, inp: b.gelu.data,
-                       weight: P + o.fc2W, M: N * T, IC: F, OC: D, overwriteInput: true)
+        blockLinearBackward(.fc2, layer: l, dInp: a.dFc.data, dOut: a.dY.data, inp: b.gelu.data, weight: o.fc2W, bias: o.fc2B,
+                            M: N * T, labels: a.labels, overwriteInput: true)
         geluBackwardInPlace(a.dFc.data, inp: b.fc1.data, count: N * T * F)
-        linearBackward(dInp: a.dH.data, dWeight: G + o.fc1W, dBias: G + o.fc1B, dOut: a.dFc.data, inp: b.h2.data,
-                       weight: P + o.fc1W, M: N * T, IC: D, OC: F, overwriteInput: true)
+        blockLinearBackward(.fc1, layer: l, dInp: a.dH.data, dOut: a.dFc.data, inp: b.h2.data, weight: o.fc1W, bias: o.fc1B,
+                            M: N * T, labels: a.labels, overwriteInput: true)
         layerNormModulateBackward(dInp: dR, dShift: dMod + 3 * D, dScale: dMod + 4 * D, dOut: a.dH.data, inp: b.xMid.data,
                                   mean: b.ln2Mean.data, rstd: b.ln2Rstd.data, scale: mod + 4 * D, modStride: 6 * D,
                                   N: N, T: T, D: D)
         // Attention branch: x_mid = x + gate_msa · proj(attn(qkv(h1)))
         gatedResidualBackward(dY: a.dY.data, dGate: dMod + 2 * D, dOut: dR, y: b.attnY.data, gate: mod + 2 * D,
                               modStride: 6 * D, N: N, T: T, D: D)
-        linearBackward(dInp: a.dAttnO.data, dWeight: G + o.projW, dBias: G + o.projB, dOut: a.dY.data, inp: b.attnO.data,
-                       weight: P + o.projW, M: N * T, IC: D, OC: D, overwriteInput: true)
+        blockLinearBackward(.proj, layer: l, dInp: a.dAttnO.data, dOut: a.dY.data, inp: b.attnO.data, weight: o.projW, bias: o.projB,
+                            M: N * T, labels: a.labels, overwriteInput: true)
         attentionBackward(dQKV: a.dQKV.data, scratch: a.attnScratch.data, scratchWorkers: a.attnScratch.count / (T * T), dOut: a.dAttnO.data, probs: b.probs.data,
                           qkv: b.qkv.data, N: N, T: T, D: D, H: H)
-        linearBackward(dInp: a.dH.data, dWeight: G + o.qkvW, dBias: G + o.qkvB, dOut: a.dQKV.data, inp: b.h1.data,
-                       weight: P + o.qkvW, M: N * T, IC: D, OC: 3 * D, overwriteInput: true)
+        blockLinearBackward(.qkv, layer: l, dInp: a.dH.data, dOut: a.dQKV.data, inp: b.h1.data, weight: o.qkvW, bias: o.qkvB,
+                            M: N * T, labels: a.labels, overwriteInput: true)
         layerNormModulateBackward(dInp: dR, dShift: dMod, dScale: dMod + D, dOut: a.dH.data, inp: a.resid[l].data,
                                   mean: b.ln1Mean.data, rstd: b.ln1Rstd.data, scale: mod + D, modStride: 6 * D,
                                   N: N, T: T, D: D)
         // adaLN modulation: mod = W·SiLU(c) + b
-        linearBackward(dInp: a.dSiluC.data, dWeight: G + o.adaW, dBias: G + o.adaB, dOut: dMod, inp: a.siluC.data,
-                       weight: P + o.adaW, M: N, IC: D, OC: 6 * D)
+        blockLinearBackward(.adaLN, layer: l, dInp: a.dSiluC.data, dOut: dMod, inp: a.siluC.data, weight: o.adaW, bias: o.adaB,
+                            M: N, labels: a.labels, overwriteInput: false)
     }
 }

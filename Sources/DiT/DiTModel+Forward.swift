@@ -53,22 +53,22 @@ extension DiTModel {
 
     /// One adaLN-Zero block: x += gate_msa·attn(modulate(LN(x))); x += gate_mlp·mlp(modulate(LN(x))).
     func blockForward(_ l: Int, a: Activations, N: Int, T: Int, D: Int, H: Int, F: Int) {
-        let o = blockOffsets[l], P = params.data, b = a.block(l)
+        let o = blockOffsets[l], b = a.block(l)
         let x = a.residual(l).data, xOut = a.residual(l + 1).data, mod = b.mod.data
-        linearForward(out: mod, inp: a.siluC.data, weight: P + o.adaW, bias: P + o.adaB, M: N, IC: D, OC: 6 * D)
+        blockLinearForward(.adaLN, layer: l, out: mod, inp: a.siluC.data, weight: o.adaW, bias: o.adaB, M: N, labels: a.labels)
         // attention branch
         layerNormModulateForward(out: b.h1.data, mean: b.ln1Mean.data, rstd: b.ln1Rstd.data, inp: x,
                                  shift: mod, scale: mod + D, modStride: 6 * D, N: N, T: T, D: D)
-        linearForward(out: b.qkv.data, inp: b.h1.data, weight: P + o.qkvW, bias: P + o.qkvB, M: N * T, IC: D, OC: 3 * D)
+        blockLinearForward(.qkv, layer: l, out: b.qkv.data, inp: b.h1.data, weight: o.qkvW, bias: o.qkvB, M: N * T, labels: a.labels)
         attentionForward(out: b.attnO.data, probs: b.probs.data, qkv: b.qkv.data, N: N, T: T, D: D, H: H)
-        linearForward(out: b.attnY.data, inp: b.attnO.data, weight: P + o.projW, bias: P + o.projB, M: N * T, IC: D, OC: D)
+        blockLinearForward(.proj, layer: l, out: b.attnY.data, inp: b.attnO.data, weight: o.projW, bias: o.projB, M: N * T, labels: a.labels)
         gatedResidualForward(out: b.xMid.data, res: x, y: b.attnY.data, gate: mod + 2 * D, modStride: 6 * D, N: N, T: T, D: D)
         // MLP branch
         layerNormModulateForward(out: b.h2.data, mean: b.ln2Mean.data, rstd: b.ln2Rstd.data, inp: b.xMid.data,
                                  shift: mod + 3 * D, scale: mod + 4 * D, modStride: 6 * D, N: N, T: T, D: D)
-        linearForward(out: b.fc1.data, inp: b.h2.data, weight: P + o.fc1W, bias: P + o.fc1B, M: N * T, IC: D, OC: F)
+        blockLinearForward(.fc1, layer: l, out: b.fc1.data, inp: b.h2.data, weight: o.fc1W, bias: o.fc1B, M: N * T, labels: a.labels)
         geluForward(out: b.gelu.data, inp: b.fc1.data, count: N * T * F)
-        linearForward(out: b.mlpY.data, inp: b.gelu.data, weight: P + o.fc2W, bias: P + o.fc2B, M: N * T, IC: F, OC: D)
+        blockLinearForward(.fc2, layer: l, out: b.mlpY.data, inp: b.gelu.data, weight: o.fc2W, bias: o.fc2B, M: N * T, labels: a.labels)
         gatedResidualForward(out: xOut, res: b.xMid.data, y: b.mlpY.data, gate: mod + 5 * D, modStride: 6 * D, N: N, T: T, D: D)
     }
 }

@@ -136,6 +136,11 @@ public final class DiTModel: @unchecked Sendable {
     let blockOffsets: [BlockOffsets]
     var acts: Activations?
 
+    /// When set, the block weight matrices come from this learngene parameterization instead
+    /// of `params` (whose block-weight slots are then unused); biases and everything outside
+    /// the blocks stay dense.
+    public var blockWeights: (any BlockWeights)?
+
     /// A model with all parameters zero; call `initializeWeights(seed:)` for DiT's init.
     public init(config: DiTConfig) {
         precondition(config.problems().isEmpty, "invalid DiT config: \(config.problems().joined(separator: "; "))")
