@@ -35,6 +35,34 @@ public struct TrainerRandomState: Codable, Sendable, Equatable {
         noise = RandomStream(seed: seed, stream: 2)
         labelDrop = RandomStream(seed: seed, stream: 3)
     }
+
+    /// One training step's draws, in DiT's order: a timestep per sample, N·C·S·S normals into
+    /// `noise`, then labels dropped to the null class with p = class_dropout_prob.
+    public mutating func drawStep(labels: [Int], config c: DiTConfig, numTimesteps: Int,
+                                  noise: UnsafeMutablePointer<Float>) -> (t: [Int], y: [Int]) {
+        let N = labels.count
+        var t = [Int](repeating: 0, count: N)
+        for n in 0..<N { t[n] = timesteps.nextInt(below: numTimesteps) }
+        self.noise.fillNormal(noise, count: N * c.inChannels * c.inputSize * c.inputSize)
+        var y = labels
+        if c.classDropoutProb > 0 {
+            for n in 0..<N where labelDrop.nextUniform() < c.classDropoutProb { y[n] = c.numClasses }
+        }
+        return (t, y)
+    }
+}
+
+extension DiTModel {
+    /// DiT's training loss for one step's draws: x_t = q_sample(x₀ = images, t, noise) into
+    /// `xT`, the model output at (x_t, t, y) into `out`, d(lossMean)/d(out) into `dOut`.
+    public func diffusionLoss(_ diffusion: GaussianDiffusion, images: UnsafePointer<Float>, t: [Int], y: [Int],
+                              noise: UnsafePointer<Float>, xT: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
+                              dOut: UnsafeMutablePointer<Float>) -> DiffusionLossTerms {
+        let m = config.inChannels * config.inputSize * config.inputSize
+        diffusion.qSample(xStart: images, noise: noise, t: t, out: xT, elementsPerSample: m)
+        forward(x: xT, t: t, y: y, out: out)
+        return diffusion.trainingLosses(xStart: images, noise: noise, t: t, modelOutput: out, elementsPerSample: m, gradOutput: dOut)
+    }
 }
 
 /// A DiT with its optimizer, EMA and random state: DiT's training step
@@ -79,20 +107,11 @@ public final class DiTTrainer: @unchecked Sendable {
     /// One optimizer step on a batch of images (N, C, S, S) in [−1, 1] with class labels.
     @discardableResult
     public func trainStep(images: UnsafePointer<Float>, labels: [Int], learningRate: Double? = nil) -> StepStats {
-        let N = labels.count, c = config
-        let m = c.inChannels * c.inputSize * c.inputSize
+        let N = labels.count
         buffers(N)
-        var t = [Int](repeating: 0, count: N)
-        for n in 0..<N { t[n] = random.timesteps.nextInt(below: diffusion.numTimesteps) }
-        random.noise.fillNormal(noise.data, count: N * m)
-        var y = labels
-        if c.classDropoutProb > 0 {
-            for n in 0..<N where random.labelDrop.nextUniform() < c.classDropoutProb { y[n] = c.numClasses }
-        }
-        diffusion.qSample(xStart: images, noise: noise.data, t: t, out: xT.data, elementsPerSample: m)
-        model.forward(x: xT.data, t: t, y: y, out: out.data)
-        let terms = diffusion.trainingLosses(xStart: images, noise: noise.data, t: t, modelOutput: out.data,
-                                             elementsPerSample: m, gradOutput: dOut.data)
+        let (t, y) = random.drawStep(labels: labels, config: config, numTimesteps: diffusion.numTimesteps, noise: noise.data)
+        let terms = model.diffusionLoss(diffusion, images: images, t: t, y: y, noise: noise.data, xT: xT.data, out: out.data,
+                                        dOut: dOut.data)
         model.zeroGrad()
         model.backward(dOut: dOut.data)
         var norm: Float?

@@ -11,7 +11,7 @@ import Tensors
 /// then fight our elementwise threads for the two cores; owning the split keeps exactly one
 /// thread per core busy. Small products run whole on the calling thread.
 @inline(__always)
-func splitRows(_ rows: Int, flops: Int, _ body: (Range<Int>) -> Void) {
+public func splitRows(_ rows: Int, flops: Int, _ body: (Range<Int>) -> Void) {
     let workers = Parallel.workers
     if workers <= 1 || rows < 2 * workers || flops < 2_000_000 {
         body(0..<rows)
