@@ -170,16 +170,33 @@ extension Manifest {
         m.sampling.seed = r.int(s, "seed", default: m.seed, range: 0...(1 << 53), fix: "use a seed between 0 and 2^53 (defaults to the job's seed)")
 
         // Evaluation.
-        let e = r.fields(top.values["evaluation"], at: "evaluation", known: ["metrics"])
-        m.evaluation.metrics = r.strings(e, "metrics", default: [])
-        for (i, name) in m.evaluation.metrics.enumerated() where !EvaluationSection.available.contains(name) {
-            let line = e.values["metrics"]?.line
-            if EvaluationSection.planned.contains(name) {
-                r.add("evaluation.metrics[\(i)]", "metric `\(name)` is not available in this version",
-                      fix: "remove it; metrics.json always holds the loss curve, images/s, wall time and peak memory", line: line)
+        let e = r.fields(top.values["evaluation"], at: "evaluation", known: ["metrics", "samples", "reference_images", "input_size", "model_file"])
+        var metrics: [String] = []
+        for (i, name) in r.strings(e, "metrics", default: EvaluationSection.available).enumerated() {
+            if let expanded = EvaluationSection.aliases[name] {
+                metrics += expanded.filter { !metrics.contains($0) }
+            } else if EvaluationSection.available.contains(name) {
+                if !metrics.contains(name) { metrics.append(name) }
             } else {
+                let hint = ConfigReader.closest(name, in: EvaluationSection.available + EvaluationSection.aliases.keys.sorted()).map { "did you mean `\($0)`? " } ?? ""
                 r.add("evaluation.metrics[\(i)]", "unknown metric `\(name)`",
-                      fix: "remove it (available: \(EvaluationSection.available.isEmpty ? "none yet" : EvaluationSection.available.joined(separator: ", ")))", line: line)
+                      fix: "\(hint)use any of: \((EvaluationSection.available + EvaluationSection.aliases.keys.sorted()).joined(separator: ", ")) (or `[]` for none)",
+                      line: e.values["metrics"]?.line)
+            }
+        }
+        m.evaluation.metrics = metrics
+        m.evaluation.samples = r.int(e, "samples", default: m.evaluation.samples, range: 0...100_000,
+                                     fix: "use 0 (no metrics) to 100000 generated images; 1000 is a fair CPU budget (FD needs hundreds at least)")
+        m.evaluation.referenceImages = r.int(e, "reference_images", default: m.evaluation.referenceImages, range: 0...1_000_000,
+                                             fix: "use 0 (every dataset image) or a positive count, e.g. 2000")
+        m.evaluation.inputSize = r.int(e, "input_size", default: m.evaluation.inputSize, range: 32...512,
+                                       fix: "use 32…512 pixels; 112 (the default) or 224 (the network's native size)")
+        m.evaluation.modelFile = r.string(e, "model_file", default: m.evaluation.modelFile) ?? m.evaluation.modelFile
+        if m.evaluation.modelFile != "auto" {
+            let f = m.evaluation.modelFile
+            if f.contains("/") || !f.hasSuffix(".safetensors") || f.hasPrefix(".") {
+                r.add("evaluation.model_file", "`\(f)` is not a weights file name inside the model job's folder",
+                      fix: "write `auto`, or a file name such as `model.safetensors` or `ema.safetensors` (no folders)", line: e.values["model_file"]?.line)
             }
         }
         return m

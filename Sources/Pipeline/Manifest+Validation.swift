@@ -5,6 +5,10 @@ extension Manifest {
     /// Checks that involve several fields (each field alone was checked while reading).
     public func crossFieldProblems(catalog: StageCatalog = .standard) -> [Problem] {
         var out: [Problem] = []
+        if stage == "evaluate" && (inputs["model"] == nil) == (inputs["images"] == nil) {
+            out.append(Problem(field: "inputs", message: inputs["model"] == nil ? "nothing to evaluate" : "both `model` and `images` are given",
+                               fix: "give exactly one: `model: {job: <job>}` (its samples are measured) or `images: <dataset>` (real images)"))
+        }
         // The model shape, checked by DiT's own rules; each message starts with the field name.
         let config = model.ditConfig(numClasses: 10)
         for message in config.problems() {

@@ -134,13 +134,25 @@ public struct Manifest: Sendable, Equatable {
         public init() {}
     }
 
-    /// Which metrics to compute on the samples.
+    /// How generated samples are measured (EfficientNet-Lite0 features; `metrics.json`'s
+    /// `"metrics"`, the table of `report.html`). Without the network's weights installed every
+    /// metric is listed as unavailable with the reason, and the job still succeeds.
     public struct EvaluationSection: Sendable, Equatable {
-        public var metrics: [String] = []
-        /// Metric names this build can compute (none yet beyond the training metrics that
-        /// `metrics.json` always has).
-        public static let available: [String] = []
-        public static let planned = ["fd_effnet_lite0", "sfd_effnet_lite0", "precision_recall"]
+        /// Which metrics to report (default: all of them).
+        public var metrics: [String] = EvaluationSection.available
+        /// Images generated for the metrics (0: no metrics). Labels cycle through the classes.
+        public var samples = 1000
+        /// Reference images taken from the dataset, a seeded subset (0: all).
+        public var referenceImages = 2000
+        /// EfficientNet-Lite0's input size; images are resized bilinearly to it.
+        public var inputSize = 112
+        /// For `evaluate` with `inputs.model`: which weights file of that job to load
+        /// (`auto`: `ema.safetensors` when sampling.use_ema, else `model.safetensors`).
+        public var modelFile = "auto"
+
+        /// Metric names this build computes (`precision_recall` is accepted for the two k-NN ones).
+        public static let available = ["fd_effnet_lite0", "sfd_effnet_lite0", "precision_effnet_lite0", "recall_effnet_lite0", "is_effnet_lite0"]
+        public static let aliases = ["precision_recall": ["precision_effnet_lite0", "recall_effnet_lite0"]]
         public init() {}
     }
 
@@ -169,7 +181,9 @@ public struct Manifest: Sendable, Equatable {
                                   ("guidance_mode", .string(sampling.guidanceMode)), ("count", .int(sampling.count)),
                                   ("grid_columns", .int(sampling.gridColumns)), ("use_ema", .bool(sampling.useEma)),
                                   ("seed", .int(sampling.seed))])),
-            ("evaluation", .object([("metrics", .array(evaluation.metrics.map { .string($0) }))])),
+            ("evaluation", .object([("metrics", .array(evaluation.metrics.map { .string($0) })), ("samples", .int(evaluation.samples)),
+                                    ("reference_images", .int(evaluation.referenceImages)), ("input_size", .int(evaluation.inputSize)),
+                                    ("model_file", .string(evaluation.modelFile))])),
         ])
     }
 

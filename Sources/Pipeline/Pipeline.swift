@@ -12,7 +12,7 @@ public enum PipelineSetup {
     }
 
     /// The stages this build runs.
-    public static var registry: StageRegistry { StageRegistry([PretrainStage()]) }
+    public static var registry: StageRegistry { StageRegistry([PretrainStage(), EvaluateStage()]) }
 
     private static let bootstrapOnce: Void = {
         LoggingSystem.bootstrap { label in

@@ -3,13 +3,16 @@ import DiT
 import Formats
 import Foundation
 import Images
+import Metrics
 import Tensors
 
 /// `stage: pretrain`: trains a class-conditional DiT on an ImageFolder dataset with DiT's
 /// recipe (AdamW, EMA, 10% label dropout), then samples from it.
 ///
 /// Outputs: `model.safetensors` and `ema.safetensors` (DiT `state_dict` keys), `samples.png`
-/// (a grid), `samples.npz` (uint8 NHWC `arr_0`), `metrics.json`.
+/// (one row per class), `samples.npz` (uint8 NHWC `arr_0`), `loss.png`, `metrics.json` (with
+/// the EfficientNet-Lite0 metrics of `evaluation.samples` generated images against the
+/// training data or `inputs.reference`) and `report.html`.
 ///
 /// Resumable bit for bit: a checkpoint holds the trainer's whole state (parameters, AdamW
 /// moments and step, EMA, its random streams) and the data position; everything else
@@ -153,32 +156,28 @@ public struct PretrainStage: Stage {
             try write(file, to: ctx.outputDirectory + "/" + name)
         }
 
-        // Samples: labels cycle through the classes, so a grid with one column per class reads by column.
-        var sampleSeconds = 0.0
-        if m.sampling.count > 0 {
-            ctx.progress.setPhase("sampling \(m.sampling.count) images (\(m.sampling.sampler), \(m.sampling.steps) steps)")
-            let t0 = Date()
-            let model = trainer.inferenceModel(ema: m.sampling.useEma)
-            let sampleLabels = (0..<m.sampling.count).map { $0 % numClasses }
-            let settings = SamplingSettings(steps: m.sampling.steps, sampler: m.sampling.sampler, eta: Float(m.sampling.eta),
-                                            guidance: Float(m.sampling.cfgScale), guidanceMode: m.sampling.guidanceMode)
-            let x = try model.sample(labels: sampleLabels, settings: settings, seed: UInt64(m.sampling.seed))
-            sampleSeconds = Date().timeIntervalSince(t0)
-            let S = config.inputSize, C = config.inChannels
-            let nhwc = SampleImages.uint8NHWC(x)
-            let npz = NumpyArchive.archive([NumpyArchive.Array(name: "arr_0", shape: [m.sampling.count, S, S, C], bytes: nhwc)])
-            try FileOps.writeDurably(npz, to: ctx.outputDirectory + "/samples.npz")
-            let grid = SampleImages.grid(nhwc: nhwc, count: m.sampling.count, height: S, width: S, channels: C, columns: m.sampling.gridColumns)
-            do {
-                try FileOps.writeDurably(try ImageCodec.encodePNG(grid), to: ctx.outputDirectory + "/samples.png")
-            } catch {
-                throw JobError(what: "cannot write the sample grid: \(error)", where: "samples.png", fix: "check free space in Outbox/")
-            }
+        // Samples, metrics, pictures.
+        let outputs = ModelOutputs(ctx: ctx)
+        let model = trainer.inferenceModel(ema: m.sampling.useEma)
+        let sampleSeconds = try outputs.writeSamples(model: model, numClasses: numClasses)
+        let (reference, referenceName) = try referenceImages(ctx, training: images)
+        let record = SamplingRecord(sampler: m.sampling.sampler, steps: m.sampling.steps, guidance: m.sampling.cfgScale,
+                                    seed: m.sampling.seed, checkpointStep: trainer.step, weights: m.sampling.useEma ? "ema" : "raw")
+        let evaluation: MetricsReport
+        let evalStart = Date()
+        do {
+            evaluation = try JobEvaluation(ctx: ctx).evaluate(model: model, numClasses: numClasses, reference: reference,
+                                                              referenceName: referenceName, sampling: record).report
+        } catch is JobEvaluation.Stopped {
+            return .stopped(step: trainer.step)
         }
+        let evalSeconds = Date().timeIntervalSince(evalStart)
+        try outputs.writeLossCurve(state.lossCurve.map { (step: $0.step, loss: $0.loss) })
 
-        // Metrics.
         let losses = state.lossCurve.map(\.loss)
         let tail = Array(losses.suffix(max(1, losses.count / 10)))
+        let wallSeconds = wallBefore + Date().timeIntervalSince(wallStart)
+        let imagesPerSecond = state.trainSeconds > 0 ? Double(state.imagesSeen) / state.trainSeconds : 0
         let metrics: JSONValue = .object([
             ("job", .string(ctx.job)), ("stage", .string("pretrain")), ("config_hash", .string(m.configHash)),
             ("steps", .int(trainer.step)), ("batch_size", .int(m.training.batchSize)), ("images_seen", .int(state.imagesSeen)),
@@ -189,40 +188,52 @@ public struct PretrainStage: Stage {
                               ("window_steps", .int(m.training.logEvery)),
                               ("curve", .array(state.lossCurve.map { .array([.int($0.step), .double($0.loss)]) }))])),
             ("train_seconds", .double(Self.round(state.trainSeconds))),
-            ("images_per_second", .double(Self.round(state.trainSeconds > 0 ? Double(state.imagesSeen) / state.trainSeconds : 0))),
+            ("images_per_second", .double(Self.round(imagesPerSecond))),
             ("sampling_seconds", .double(Self.round(sampleSeconds))),
-            ("wall_seconds", .double(Self.round(wallBefore + Date().timeIntervalSince(wallStart)))),
+            ("evaluation_seconds", .double(Self.round(evalSeconds))),
+            ("wall_seconds", .double(Self.round(wallSeconds))),
             ("peak_memory_bytes", .int(Self.peakMemoryBytes())),
             ("starts", .int(ctx.attempt)),
             ("dataset", .object([("images", .int(images.count)), ("classes", .array(images.classes.map { .string($0) }))])),
             ("sampling", .object([("count", .int(m.sampling.count)), ("sampler", .string(m.sampling.sampler)), ("steps", .int(m.sampling.steps)),
                                   ("cfg_scale", .double(m.sampling.cfgScale)), ("weights", .string(m.sampling.useEma ? "ema" : "raw")),
                                   ("seed", .int(m.sampling.seed)), ("checkpoint_step", .int(trainer.step))])),
+            ("metrics", ModelOutputs.json(evaluation)),
         ])
         try FileOps.writeDurably(metrics.pretty, to: ctx.outputDirectory + "/metrics.json")
         let final = losses.last.map { String(format: "%.4f", $0) } ?? "?"
+        try outputs.writeReport(
+            manifest: resolved, metrics: evaluation,
+            facts: [("steps", "\(trainer.step) × batch \(m.training.batchSize)"), ("parameters", "\(trainer.model.layout.count)"),
+                    ("final loss (window mean)", final), ("training images/s", String(format: "%.1f", imagesPerSecond)),
+                    ("dataset", "\(images.count) images, \(images.classes.count) classes"),
+                    ("peak memory", "\(Self.peakMemoryBytes() >> 20) MiB"), ("starts", "\(ctx.attempt)")],
+            timings: [("training", state.trainSeconds), ("sampling", sampleSeconds), ("evaluation", evalSeconds),
+                      ("other (data, checkpoints, earlier processes)", max(0, wallSeconds - state.trainSeconds - sampleSeconds - evalSeconds))])
         return .completed(StageResult(manifest: resolved, summary: "trained \(trainer.step) steps, final loss \(final)"))
     }
 
     /// Reads the dataset under the manifest's rules; bad images fail the job or are skipped
     /// (and listed) as `data.bad_images` says.
-    func loadImages(_ ctx: JobContext) throws -> ImageSet {
+    /// `channels` and `resolution` default to the manifest's model (`evaluate` passes the
+    /// evaluated model's, so its reference is read the way its training data was).
+    func loadImages(_ ctx: JobContext, role: String = "dataset", channels: Int? = nil, resolution: Int? = nil) throws -> ImageSet {
         let m = ctx.manifest
-        guard let dir = ctx.inputs["dataset"] else {
-            throw JobError(what: "no dataset input", where: "inputs.dataset", fix: "add `inputs: {dataset: <name>}`")
+        guard let dir = ctx.inputs[role] else {
+            throw JobError(what: "no \(role) input", where: "inputs.\(role)", fix: "add `inputs: {\(role): <name>}`")
         }
         let shown = ctx.layout.relative(dir)
         if let (link, target) = RootPaths.firstEscapingLink(in: dir, root: ctx.layout.root) {
             throw JobError(what: "\(ctx.layout.relative(link)) is a symbolic link to \(target), outside the root folder",
-                           where: "inputs.dataset (\(shown))", fix: "copy the files into the dataset folder instead of linking to them")
+                           where: "inputs.\(role) (\(shown))", fix: "copy the files into the dataset folder instead of linking to them")
         }
         let folder: ImageFolder
         do {
-            folder = try ImageFolder(root: dir, channels: m.model.inChannels, resolution: m.model.inputSize,
+            folder = try ImageFolder(root: dir, channels: channels ?? m.model.inChannels, resolution: resolution ?? m.model.inputSize,
                                      limits: ImageLimits(maxPixels: m.data.maxImagePixels),
                                      alpha: m.data.alpha == "drop" ? .drop : .compositeOverWhite)
         } catch {
-            throw JobError(what: "the dataset cannot be read: \(error.description)", where: "inputs.dataset (\(shown))",
+            throw JobError(what: "the dataset cannot be read: \(error.description)", where: "inputs.\(role) (\(shown))",
                            fix: "lay it out as \(shown)/<class>/<image>.png|jpg")
         }
         ctx.progress.heartbeat()
@@ -241,7 +252,7 @@ public struct PretrainStage: Stage {
                           [("count", .int(folder.failures.count))])
         }
         guard !folder.samples.isEmpty else {
-            throw JobError(what: "no readable images in the dataset", where: "inputs.dataset (\(shown))", fix: "add PNG or JPEG images under \(shown)/<class>/")
+            throw JobError(what: "no readable images in the dataset", where: "inputs.\(role) (\(shown))", fix: "add PNG or JPEG images under \(shown)/<class>/")
         }
         var images = folder.images
         if m.data.maxImages > 0 && m.data.maxImages < images.count {
@@ -258,6 +269,22 @@ public struct PretrainStage: Stage {
         ctx.log.event("data", "\(images.count) images in \(images.classes.count) classes from \(shown)",
                       [("images", .int(images.count)), ("classes", .int(images.classes.count)), ("skipped", .int(folder.failures.count))])
         return images
+    }
+
+    /// The images metrics compare against: `inputs.reference` when given (read with the
+    /// same rules as the training data), else the training dataset itself.
+    func referenceImages(_ ctx: JobContext, training: ImageSet) throws -> (ImageSet, String) {
+        guard ctx.manifest.evaluation.samples > 0, !ctx.manifest.evaluation.metrics.isEmpty else { return (training, "") }
+        guard ctx.inputs["reference"] != nil else {
+            return (training, "\(Self.inputName(ctx, "dataset")) (the training data)")
+        }
+        return (try loadImages(ctx, role: "reference"), Self.inputName(ctx, "reference"))
+    }
+
+    static func inputName(_ ctx: JobContext, _ role: String) -> String {
+        ctx.manifest.inputs[role].map { s -> String in
+            switch s { case let .dataset(n): n; case let .path(p): p; case let .job(j): j }
+        } ?? role
     }
 
     func write(_ file: SafeTensors.File, to path: String) throws {

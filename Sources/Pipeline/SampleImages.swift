@@ -18,21 +18,4 @@ public enum SampleImages {
         }
         return out
     }
-
-    /// A grid of `columns` images per row with `padding` black pixels around each, like
-    /// torchvision's `save_image(..., nrow=columns, padding=2)`.
-    public static func grid(nhwc: [UInt8], count N: Int, height H: Int, width W: Int, channels C: Int,
-                            columns: Int, padding p: Int = 2) -> Image {
-        let cols = max(1, min(columns, N)), rows = max(1, (N + cols - 1) / cols)
-        let gw = cols * (W + p) + p, gh = rows * (H + p) + p
-        var pixels = [UInt8](repeating: 0, count: gw * gh * C)
-        for n in 0..<N {
-            let x0 = p + (n % cols) * (W + p), y0 = p + (n / cols) * (H + p)
-            for y in 0..<H {
-                let src = (n * H * W + y * W) * C, dst = ((y0 + y) * gw + x0) * C
-                for k in 0..<(W * C) { pixels[dst + k] = nhwc[src + k] }
-            }
-        }
-        return Image(width: gw, height: gh, channels: C, pixels: pixels)
-    }
 }

@@ -43,8 +43,20 @@ public struct StageCatalog: Sendable {
         name: "pretrain",
         summary: "train a class-conditional DiT on an ImageFolder dataset",
         inputs: [InputRole(name: "dataset", required: true, shorthandKind: "dataset",
-                           help: "an ImageFolder dataset: Inbox/datasets/<name>/<class>/<image>.png|.jpg")])
+                           help: "an ImageFolder dataset: Inbox/datasets/<name>/<class>/<image>.png|.jpg"),
+                 InputRole(name: "reference", required: false, shorthandKind: "dataset",
+                           help: "the dataset metrics compare samples with (default: the training dataset), e.g. a held-out test split")])
+
+    public static let evaluate = StageDescription(
+        name: "evaluate",
+        summary: "measure a model's samples, or a set of real images, against a dataset (EfficientNet-Lite0 metrics)",
+        inputs: [InputRole(name: "dataset", required: true, shorthandKind: "dataset",
+                           help: "the reference dataset the metrics compare with"),
+                 InputRole(name: "model", required: false, shorthandKind: "job",
+                           help: "the job whose model is evaluated (or give `images` instead)"),
+                 InputRole(name: "images", required: false, shorthandKind: "dataset",
+                           help: "real images to evaluate instead of a model's samples")])
 
     /// The stages of this version.
-    public static let standard = StageCatalog([pretrain])
+    public static let standard = StageCatalog([pretrain, evaluate])
 }

@@ -14,6 +14,14 @@ import Testing
         #expect(m.training.steps == 1000 && m.training.learningRate == 1e-4)
         #expect(m.sampling.seed == m.seed)
         #expect(m.checkpoint.every == 200 && m.checkpoint.keep == 2)
+        #expect(m.evaluation.metrics == Manifest.EvaluationSection.available && m.evaluation.samples == 1000)
+    }
+
+    @Test func metricAliasesExpandAndDuplicatesCollapse() throws {
+        let m = try manifest("stage: pretrain\ninputs: {dataset: x}\nevaluation: {metrics: [precision_recall, fd_effnet_lite0, recall_effnet_lite0]}\n")
+        #expect(m.evaluation.metrics == ["precision_effnet_lite0", "recall_effnet_lite0", "fd_effnet_lite0"])
+        let none = try manifest("stage: pretrain\ninputs: {dataset: x}\nevaluation: {metrics: []}\n")
+        #expect(none.evaluation.metrics.isEmpty)
     }
 
     @Test func presetFillsModelFieldsAndOverridesWin() throws {
@@ -78,7 +86,11 @@ import Testing
         ("stage: pretrain\ninputs: {dataset: x}\nsampling: {steps: 5000}\n", "sampling.steps"),
         ("stage: pretrain\ninputs: {dataset: x}\ncheckpoint: {keep: 0}\n", "checkpoint.keep"),
         ("stage: pretrain\ninputs: {dataset: x}\ndata: {bad_images: ignore}\n", "data.bad_images"),
-        ("stage: pretrain\ninputs: {dataset: x}\nevaluation: {metrics: [fd_effnet_lite0]}\n", "evaluation.metrics[0]"),
+        ("stage: pretrain\ninputs: {dataset: x}\nevaluation: {metrics: [fid]}\n", "evaluation.metrics[0]"),
+        ("stage: pretrain\ninputs: {dataset: x}\nevaluation: {metrics: [fd_effnet_lite0, bogus]}\n", "evaluation.metrics[1]"),
+        ("stage: pretrain\ninputs: {dataset: x}\nevaluation: {samples: -1}\n", "evaluation.samples"),
+        ("stage: pretrain\ninputs: {dataset: x}\nevaluation: {input_size: 100000}\n", "evaluation.input_size"),
+        ("stage: pretrain\ninputs: {dataset: x}\nevaluation: {model_file: ../x.safetensors}\n", "evaluation.model_file"),
         ("stage: pretrain\ninputs: {dataset: x}\nseed: -1\n", "seed"),
         ("stage: pretrain\ninputs: {dataset: x}\nversion: 2\n", "version"),
         ("stage: pretrian\ninputs: {dataset: x}\n", "stage"),

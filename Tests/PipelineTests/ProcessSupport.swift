@@ -64,6 +64,10 @@ enum Learngene {
         var env = ProcessInfo.processInfo.environment
         env["NOTIFY_SOCKET"] = nil
         env["LEARNGENE_ROOT"] = nil
+        // Hermetic metrics: only weights under the test root's models/ count (not the
+        // developer's ~/.local/share/learngene).
+        env["LEARNGENE_EFFNET_WEIGHTS"] = nil
+        env["XDG_DATA_HOME"] = root.path + "/.xdg"
         for (k, v) in environment { env[k] = v }
         p.environment = env
         p.currentDirectoryURL = URL(fileURLWithPath: root.path)

@@ -100,8 +100,11 @@ import Testing
         let t = Tensor(shape: [2, 1, 2, 2], values: [-1, 0, 1, 2, -2, -0.5, 0.5, 0.999])
         let u8 = SampleImages.uint8NHWC(t)
         #expect(u8 == [0, 128, 255, 255, 0, 64, 191, 255])
-        let g = SampleImages.grid(nhwc: u8, count: 2, height: 2, width: 2, channels: 1, columns: 2)
-        #expect(g.width == 2 * 4 + 2 && g.height == 6)
-        #expect(g.pixels[2 * g.width + 2] == 0 && g.pixels[2 * g.width + 3] == 128)
+        // The class grid: one row per class, each row that class's samples (scale 2, padding 2).
+        let x = Tensor(shape: [3, 1, 1, 1], values: [-1, 1, -1])
+        let g = ModelOutputs.classGrid(x, labels: [0, 1, 0], numClasses: 2, columns: 5)
+        #expect(g.width == 2 * 2 + 3 * 2 && g.height == 2 * 2 + 3 * 2)
+        #expect(g.pixels[2 * g.width + 2] == 0 && g.pixels[2 * g.width + 6] == 0)   // row 0: both class-0 samples (black)
+        #expect(g.pixels[6 * g.width + 2] == 255 && g.pixels[6 * g.width + 6] == 255)  // row 1: one white sample, then an empty cell
     }
 }

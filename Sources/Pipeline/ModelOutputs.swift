@@ -1,0 +1,91 @@
+import Datasets
+import DiT
+import Foundation
+import Images
+import Metrics
+import Tensors
+
+/// The files every stage that ends with a DiT writes after training: samples (`samples.npz`,
+/// the `samples.png` grid with one row per class), the metrics, the loss curve picture and
+/// `report.html`. One place, so `pretrain`, `finetune` and `evaluate` look the same.
+struct ModelOutputs {
+    let ctx: JobContext
+
+    /// Samples `sampling.count` images (labels cycle through the classes, seed
+    /// `sampling.seed`), writes `samples.npz` (uint8 NHWC `arr_0`, as DiT's `sample_ddp.py`)
+    /// and `samples.png`: one row per class (up to 32 rows), `sampling.grid_columns` images
+    /// each, pixels doubled. Returns the sampling seconds (0 when `count` is 0).
+    func writeSamples(model: DiTModel, numClasses: Int) throws -> Double {
+        let m = ctx.manifest
+        guard m.sampling.count > 0 else { return 0 }
+        ctx.progress.setPhase("sampling \(m.sampling.count) images (\(m.sampling.sampler), \(m.sampling.steps) steps)")
+        let t0 = Date()
+        let labels = (0..<m.sampling.count).map { $0 % numClasses }
+        let settings = SamplingSettings(steps: m.sampling.steps, sampler: m.sampling.sampler, eta: Float(m.sampling.eta),
+                                        guidance: Float(m.sampling.cfgScale), guidanceMode: m.sampling.guidanceMode)
+        let x = try model.sample(labels: labels, settings: settings, seed: UInt64(m.sampling.seed))
+        let seconds = Date().timeIntervalSince(t0)
+        let c = model.config, S = c.inputSize, C = c.inChannels
+        let npz = NumpyArchive.archive([NumpyArchive.Array(name: "arr_0", shape: [labels.count, S, S, C], bytes: SampleImages.uint8NHWC(x))])
+        try write(npz, "samples.npz")
+        try writePNG(Self.classGrid(x, labels: labels, numClasses: numClasses, columns: m.sampling.gridColumns), "samples.png")
+        return seconds
+    }
+
+    /// Rows = classes (in order, at most 32), each holding that class's first `columns` samples.
+    static func classGrid(_ x: Tensor, labels: [Int], numClasses: Int, columns: Int) -> Image {
+        let rows = min(numClasses, 32)
+        let perClass = (0..<rows).map { c in labels.indices.filter { labels[$0] == c }.prefix(columns) }
+        let cols = max(1, perClass.map(\.count).max() ?? 1)
+        let per = x.count / max(x.shape[0], 1)
+        let cells = Tensor(shape: [rows * cols, x.shape[1], x.shape[2], x.shape[3]])
+        cells.data.update(repeating: 1, count: cells.count)  // empty cells stay white
+        for (r, indices) in perClass.enumerated() {
+            for (k, i) in indices.enumerated() { (cells.data + (r * cols + k) * per).update(from: x.data + i * per, count: per) }
+        }
+        return SampleGrid.render(images: cells, rows: rows, cols: cols, padding: 2, scale: 2)
+    }
+
+    /// `loss.png`: the training loss per `log_every` window.
+    func writeLossCurve(_ curve: [(step: Int, loss: Double)], title: String = "TRAINING LOSS") throws {
+        guard !curve.isEmpty else { return }
+        try writePNG(LossCurvePlot.render(steps: curve.map(\.step), values: curve.map(\.loss), title: title), "loss.png")
+    }
+
+    /// `report.html`, linking every file present in the output folder.
+    func writeReport(manifest: Manifest, metrics: MetricsReport?, facts: [(String, String)], timings: [(String, Double)],
+                     pictures: [Report.Picture]? = nil) throws {
+        let dir = ctx.outputDirectory
+        let present = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+        let shown = pictures ?? [
+            Report.Picture(caption: "samples: one row per class (sampling.seed \(manifest.sampling.seed))", path: "samples.png"),
+            Report.Picture(caption: "training loss (mean per \(manifest.training.logEvery) steps; bold: smoothed)", path: "loss.png",
+                           pixelated: false, displayWidth: 720),
+        ].filter { present.contains($0.path) }
+        let report = Report(job: ctx.job, stage: manifest.stage, resolvedManifest: manifest.yaml(), metrics: metrics,
+                            facts: facts.map { (name: $0.0, value: $0.1) }, pictures: shown,
+                            timings: timings.map { (name: $0.0, seconds: $0.1) },
+                            files: present + ["report.html", "metrics.json", "manifest.yaml", "log.jsonl"].filter { !present.contains($0) })
+        try write(Array(report.html().utf8), "report.html")
+    }
+
+    /// The `"metrics"` member of metrics.json (the report's own JSON, keys sorted).
+    static func json(_ report: MetricsReport) -> JSONValue {
+        (try? JSONValue.parse(String(decoding: report.jsonData(), as: UTF8.self))) ?? .null
+    }
+
+    func writePNG(_ image: Image, _ name: String) throws {
+        let bytes: [UInt8]
+        do { bytes = try ImageCodec.encodePNG(image) } catch {
+            throw JobError(what: "cannot encode \(name): \(error)", where: name, fix: "report this as a bug")
+        }
+        try write(bytes, name)
+    }
+
+    func write(_ bytes: [UInt8], _ name: String) throws {
+        do { try FileOps.writeDurably(bytes, to: ctx.outputDirectory + "/" + name) } catch {
+            throw JobError(what: "cannot write \(name): \(error)", where: ctx.layout.relative(ctx.outputDirectory + "/" + name),
+                           fix: "check free space and permissions in Outbox/")
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+@testable import Pipeline
+
+/// Metrics end to end through the real executable: a quarter-width EfficientNet-Lite0 of
+/// random weights (the MetricsTests fixture, a legacy torch file) is converted with
+/// `learngene import torch` into the root's models/ folder, exactly where the README's setup
+/// puts the real weights; `pretrain` then reports every metric, and `evaluate` measures a
+/// model and a set of real images.
+@Suite(.serialized) struct MetricsProcessTests {
+    static let tinyNetwork = PretrainProcessTests.repo + "/Tests/MetricsTests/Fixtures/effnet/tiny-lite0.pth"
+
+    static func installTinyNetwork(_ root: TempRoot) throws {
+        try FileManager.default.createDirectory(atPath: root.path + "/models", withIntermediateDirectories: true)
+        let r = try Learngene.run(["import", "torch", Self.tinyNetwork, "-o", root.path + "/models/efficientnet-lite0.safetensors"], root: root)
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+
+    static let evaluation = "evaluation: {samples: 20, reference_images: 10, input_size: 72}"
+
+    @Test func pretrainReportsEveryMetricAndEvaluateMeasuresModelsAndImages() throws {
+        let root = TempRoot("metrics")
+        try PretrainProcessTests.tinyDataset(root)
+        try Self.installTinyNetwork(root)
+        root.job("j", PretrainProcessTests.tinyJob(steps: 20, extra: Self.evaluation))
+        var r = try Learngene.run(["serve", "--once", "--root", root.path], root: root)
+        #expect(r.status == 0, "\(r.stderr)")
+        for f in ["loss.png", "report.html", "samples.png", "metrics.json"] { #expect(root.exists("Outbox/j/\(f)"), "missing \(f)") }
+        let report = try #require(root.json("Outbox/j/metrics.json")?["metrics"])
+        for name in Manifest.EvaluationSection.available {
+            let entry = report["metrics"]?[name]
+            #expect(entry?["value"]?.doubleValue.map { $0.isFinite } == true, "\(name): \(String(describing: entry))")
+        }
+        let fd = report["metrics"]?["fd_effnet_lite0"]
+        #expect(fd?["samples"]?.intValue == 20 && fd?["reference_samples"]?.intValue == 10 && fd?["input_size"]?.intValue == 72)
+        #expect(fd?["sampling"]?["checkpoint_step"]?.intValue == 20 && fd?["sampling"]?["weights"]?.stringValue == "ema")
+        let html = try #require(root.read("Outbox/j/report.html"))
+        #expect(html.contains("fd_effnet_lite0") && html.contains("src=\"samples.png\"") && html.contains("src=\"loss.png\""))
+        // The reference statistics were cached.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root.path + "/.state/cache").contains { $0.hasPrefix("reference-") })
+
+        // evaluate: the model's samples, and the dataset's own images against themselves (FD ≈ 0).
+        root.job("ev-model", "stage: evaluate\ninputs: {model: {job: j}, dataset: ds}\nsampling: {count: 4, steps: 3}\n" + Self.evaluation + "\n")
+        root.job("ev-images", "stage: evaluate\ninputs: {images: ds, dataset: ds}\nevaluation: {samples: 0, reference_images: 0, input_size: 72}\n")
+        r = try Learngene.run(["serve", "--once", "--root", root.path], root: root)
+        #expect(r.status == 0, "\(r.stderr)")
+        let model = try #require(root.json("Outbox/ev-model/metrics.json")?["metrics"]?["metrics"])
+        // Same weights, sampler and seeds as the pretrain job's evaluation: the same number.
+        #expect(model["fd_effnet_lite0"]?["value"]?.doubleValue == fd?["value"]?.doubleValue)
+        #expect(root.exists("Outbox/ev-model/samples.png") && root.exists("Outbox/ev-model/report.html"))
+        let images = try #require(root.json("Outbox/ev-images/metrics.json")?["metrics"]?["metrics"])
+        #expect(abs(images["fd_effnet_lite0"]?["value"]?.doubleValue ?? 1) < 1e-3)
+        #expect(images["precision_effnet_lite0"]?["value"]?.doubleValue == 1)
+    }
+
+    @Test func missingWeightsAreNamedAndTheJobSucceeds() throws {
+        let root = TempRoot("no-weights")
+        try PretrainProcessTests.tinyDataset(root)
+        root.job("j", PretrainProcessTests.tinyJob(steps: 5, extra: Self.evaluation))
+        let r = try Learngene.run(["serve", "--once", "--root", root.path], root: root)
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try #require(root.json("Outbox/j/metrics.json")?["metrics"])
+        for name in Manifest.EvaluationSection.available {
+            let why = report["unavailable"]?[name]?.stringValue ?? ""
+            #expect(why.contains("not found") && why.contains("pip install"), "\(name): \(why)")
+        }
+        #expect(root.read("Outbox/j/report.html")?.contains("not computed") == true)
+    }
+
+    @Test func evaluateNeedsExactlyOneThingToMeasure() throws {
+        let root = TempRoot("eval-manifest")
+        root.dataset("ds")
+        root.job("both", "stage: evaluate\ninputs: {model: {job: x}, images: ds, dataset: ds}\n")
+        let r = try Learngene.run(["validate", root.path + "/Inbox/jobs/both.yaml"], root: root)
+        #expect(r.status != 0 && r.stdout.contains("inputs") && r.stdout.contains("exactly one"), "\(r.stdout)")
+    }
+}
