@@ -87,11 +87,26 @@ final class FactoredScratch {
         return t.data
     }
 
-    /// Shared scratch i (0…2) of at least M·r floats.
+    /// Shared scratch i (0…3) of at least M·r floats.
     func scratch(_ i: Int, rows M: Int, rank r: Int) -> UnsafeMutablePointer<Float> {
-        if shared.count < 3 || shared[0].count < M * r {
-            shared = (0..<3).map { _ in Tensor(shape: [M * r]) }
+        if shared.count < 4 || shared[0].count < M * r {
+            shared = (0..<4).map { _ in Tensor(shape: [M * r]) }
         }
         return shared[i].data
     }
+}
+
+/// Random factors of one matrix, component-major: rows of U ~ N(0, 1/OC), rows of V ~
+/// N(0, 1/IC) (near unit norm), and, unless `sigma` is nil, σ ~ N(0, s²) with
+/// s² = 2·OC·IC / (r (OC + IC)), so that W = Uᵀ diag(σ) V has Xavier-uniform's variance.
+func fillRandomFactors(_ rng: inout RandomStream, u: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                       sigma: UnsafeMutablePointer<Float>?, OC: Int, IC: Int, rank r: Int) {
+    rng.fillNormal(u, count: r * OC, std: Float(1 / Double(OC).squareRoot()))
+    rng.fillNormal(v, count: r * IC, std: Float(1 / Double(IC).squareRoot()))
+    if let sigma { rng.fillNormal(sigma, count: r, std: xavierSigmaStd(OC: OC, IC: IC, rank: r)) }
+}
+
+/// The σ standard deviation giving W = Uᵀ diag(σ) V (near-unit-norm rows) Xavier's variance.
+func xavierSigmaStd(OC: Int, IC: Int, rank r: Int) -> Float {
+    Float((2.0 * Double(OC * IC) / Double(r * (OC + IC))).squareRoot())
 }

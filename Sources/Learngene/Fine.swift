@@ -105,14 +105,14 @@ public final class FineParameterization: LearngeneParameterization {
         let f = FineParameterization(config: config, settings: settings)
         var rng = RandomStream(seed: seed, stream: 0xF1E)
         for m in BlockMatrix.allCases {
-            let (o, i) = m.shape(config), r = f.ranks[m]!
-            rng.fillNormal(f.u(m), count: r * o, std: Float(1 / Double(o).squareRoot()))
-            rng.fillNormal(f.v(m), count: r * i, std: Float(1 / Double(i).squareRoot()))
+            let (o, i) = m.shape(config)
+            fillRandomFactors(&rng, u: f.u(m), v: f.v(m), sigma: nil, OC: o, IC: i, rank: f.ranks[m]!)
         }
+        var sigmas = RandomStream(seed: seed, stream: 0xF1F)
         for l in 0..<config.depth {
             for m in BlockMatrix.allCases where m != .adaLN {
                 let (o, i) = m.shape(config), r = f.ranks[m]!
-                rng.fillNormal(f.sigma(m, layer: l), count: r, std: Float((2.0 * Double(o * i) / Double(r * (o + i))).squareRoot()))
+                sigmas.fillNormal(f.sigma(m, layer: l), count: r, std: xavierSigmaStd(OC: o, IC: i, rank: r))
             }
         }
         return f

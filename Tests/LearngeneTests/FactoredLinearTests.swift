@@ -36,7 +36,6 @@ import DiT
         factoredLinearBackward(dInp: &dx, dU: &du, dV: &dv, dScale: &ds, dOut: w, xv: xv, scratch1: &s1, scratch2: &s2,
                                inp: x, u: u, v: v, scale: s, rowsPerScale: rowsPerScale, M: M, IC: IC, OC: OC, rank: r,
                                overwriteInput: true)
-        let d = { (a: [Float]) in a.map(Double.init) }
         let loss = { (x: [Double], u: [Double], v: [Double], s: [Double]) in
             Self.referenceLoss(x: x, u: u, v: v, s: s, w: w, rowsPerScale: rowsPerScale, M: M, IC: IC, OC: OC, r: r)
         }
@@ -52,13 +51,10 @@ import DiT
                 forwardErr = max(forwardErr, abs(ref - Double(out[row * OC + o])))
             }
         }
-        let eX = FK.gradientError(dx, FK.numericGradient(x) { loss($0, d(u), d(v), d(s)) })
-        let eU = FK.gradientError(du, FK.numericGradient(u) { loss(d(x), $0, d(v), d(s)) })
-        let eV = FK.gradientError(dv, FK.numericGradient(v) { loss(d(x), d(u), $0, d(s)) })
-        let eS = FK.gradientError(ds, FK.numericGradient(s) { loss(d(x), d(u), d(v), $0) })
-        print("factored linear M=\(M) rows/scale=\(rowsPerScale): forward \(forwardErr), dx \(eX), dU \(eU), dV \(eV), dσ \(eS)")
+        let errors = FK.factorGradientErrors(x: x, u: u, v: v, s: s, analytic: (dx, du, dv, ds), loss: loss)
+        print("factored linear M=\(M) rows/scale=\(rowsPerScale): forward \(forwardErr), \(errors)")
         #expect(forwardErr < 1e-5)
-        for (name, e) in [("dx", eX), ("dU", eU), ("dV", eV), ("dScale", eS)] { #expect(e < 1e-5, "\(name) \(e)") }
+        for (name, e) in errors { #expect(e < 1e-5, "\(name) \(e)") }
     }
 
     @Test func sharedScaleGradients() { check(M: 6, rowsPerScale: 6, IC: 5, OC: 7, r: 3) }

@@ -91,4 +91,18 @@ enum FK {
         }
         return rows.joined().map(Float.init)
     }
+
+    /// Errors of the analytic gradients (dx, dU, dV, dσ) of a loss of (x, U, V, σ) against its
+    /// central differences, by name.
+    static func factorGradientErrors(x: [Float], u: [Float], v: [Float], s: [Float],
+                                     analytic: (dx: [Float], du: [Float], dv: [Float], ds: [Float]),
+                                     loss: ([Double], [Double], [Double], [Double]) -> Double) -> [(String, Double)] {
+        let d = { (a: [Float]) in a.map(Double.init) }
+        return [
+            ("dx", gradientError(analytic.dx, numericGradient(x) { loss($0, d(u), d(v), d(s)) })),
+            ("dU", gradientError(analytic.du, numericGradient(u) { loss(d(x), $0, d(v), d(s)) })),
+            ("dV", gradientError(analytic.dv, numericGradient(v) { loss(d(x), d(u), $0, d(s)) })),
+            ("dσ", gradientError(analytic.ds, numericGradient(s) { loss(d(x), d(u), d(v), $0) })),
+        ]
+    }
 }
