@@ -1,4 +1,3 @@
-import CLapack
 import COpenBLAS
 import DiT
 import Foundation
@@ -107,24 +106,24 @@ extension WaveParameterization {
         var gram = [Double](repeating: 0, count: n * n)
         cblas_dgemm(CblasRowMajor, small ? CblasNoTrans : CblasTrans, small ? CblasTrans : CblasNoTrans,
                     blasint(n), blasint(n), blasint(small ? BD : rows), 1, R, blasint(BD), R, blasint(BD), 0, &gram, blasint(n))
-        let (lambda, vectors) = try waveSymmetricEigen(gram, n: n)  // ascending
-        let sigma1 = lambda.last.map { max($0, 0).squareRoot() } ?? 0
+        let k = min(N, n)
+        let (lambda, vectors) = try Spectral.leadingEigen(gram, n: n, count: k)  // descending
+        let sigma1 = lambda.first.map { max($0, 0).squareRoot() } ?? 0
         let c = (Double(rows) / Double(N)).squareRoot()
         let rms = (sumSquares / Double(rows * BD)).squareRoot()
         var rng = RandomStream(seed: seed, stream: 0x7A4E_0000 + UInt32(m.rawValue))
         let T = templates(m)
         var u = [Double](repeating: 0, count: rows), v = [Double](repeating: 0, count: BD)
         for t in 0..<N {
-            let k = n - 1 - t  // t-th largest
-            let sigma = k >= 0 ? max(lambda[k], 0).squareRoot() : 0
-            if k < 0 || sigma1 == 0 || sigma <= 1e-6 * sigma1 {
+            let sigma = t < k ? max(lambda[t], 0).squareRoot() : 0
+            if t >= k || sigma1 == 0 || sigma <= 1e-6 * sigma1 {
                 // Degenerate: zero scalers, a random template that can still learn.
                 let std = Float(rms > 0 ? rms : (2.0 / Double(s.rows + s.cols)).squareRoot())
                 rng.fillNormal(T + t * BD, count: BD, std: std)
                 for l in 0..<L { (scalers(m, layer: l) + t * AC).update(repeating: 0, count: AC) }
                 continue
             }
-            let e = Array(vectors[(k * n)..<(k * n + n)])  // unit eigenvector
+            let e = Array(vectors[(t * n)..<(t * n + n)])  // unit eigenvector
             if small {
                 u = e
                 // v = Rᵀ u / σ
@@ -182,27 +181,4 @@ extension WaveParameterization {
 
 private func relative(_ num: Double, _ den: Double) -> Double {
     den > 0 ? (num / den).squareRoot() : (num > 0 ? .infinity : 0)
-}
-
-/// A = Z diag(λ) Zᵀ for a symmetric n × n matrix (LAPACK dsyevd): λ ascending, vectors
-/// column-major (vector k at [k·n, (k+1)·n)).
-func waveSymmetricEigen(_ matrix: [Double], n: Int) throws -> (values: [Double], vectors: [Double]) {
-    var a = matrix
-    var w = [Double](repeating: 0, count: n)
-    var jobz = CChar(UInt8(ascii: "V")), uplo = CChar(UInt8(ascii: "U"))
-    var n32 = Int32(n), lda = Int32(max(1, n)), info: Int32 = 0
-    var lwork: Int32 = -1, liwork: Int32 = -1
-    var workSize = 0.0
-    var iworkSize: Int32 = 0
-    dsyevd_(&jobz, &uplo, &n32, &a, &lda, &w, &workSize, &lwork, &iworkSize, &liwork, &info)
-    guard info == 0 else { throw WaveError("LAPACK dsyevd workspace query failed (info \(info)); check the OpenBLAS installation") }
-    lwork = Int32(workSize.rounded(.up))
-    liwork = max(1, iworkSize)
-    var work = [Double](repeating: 0, count: Int(max(1, lwork)))
-    var iwork = [Int32](repeating: 0, count: Int(liwork))
-    dsyevd_(&jobz, &uplo, &n32, &a, &lda, &w, &work, &lwork, &iwork, &liwork, &info)
-    guard info == 0 else {
-        throw WaveError("the eigendecomposition of a \(n)×\(n) Gram matrix did not converge (LAPACK dsyevd info \(info)); the ancestry's weights hold NaN or infinite values")
-    }
-    return (w, a)
 }

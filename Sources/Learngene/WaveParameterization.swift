@@ -75,13 +75,6 @@ public struct WaveSettings: Codable, Sendable, Equatable, Hashable {
 
 private func divisors(_ n: Int) -> [Int] { (1...max(1, n)).filter { n % $0 == 0 } }
 
-/// Why a WAVE parameterization cannot be built, loaded or grown as asked; the message names
-/// what differs and the fix.
-public struct WaveError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// WAVE (methods.md §4) on a DiT's block matrices: per matrix type ⋆ ∈ {qkv, proj, fc1, fc2,
 /// adaLN} a bank of N⋆ shared **templates** T⋆^(t) (w1 × w2, the learngene) and per layer l
 /// **scalers** S⋆^(l,t) ((m1/w1) × (m2/w2), size-specific), with
@@ -140,7 +133,7 @@ public final class WaveParameterization: LearngeneParameterization, @unchecked S
     /// A parameterization with every template and scaler zero.
     public init(config: DiTConfig, settings: WaveSettings) throws {
         let problems = config.problems() + settings.problems(for: config)
-        guard problems.isEmpty else { throw WaveError(problems.joined(separator: "; ")) }
+        guard problems.isEmpty else { throw LearngeneError(problems.joined(separator: "; ")) }
         self.config = config
         self.settings = settings
         let shapes = BlockMatrix.allCases.map { settings.shape($0, config) }
@@ -282,67 +275,25 @@ public final class WaveParameterization: LearngeneParameterization, @unchecked S
 
     // MARK: - Files
 
-    static let formatName = "learngene.wave.v1"
-
+    /// `FactorFile`'s metadata (method, config, settings; the template counts N⋆ as the
+    /// "rank", which they are: the rank of the rearranged matrix) plus a readable summary.
     public var metadata: [String: String] {
-        let enc = JSONEncoder()
-        enc.outputFormatting = .sortedKeys
-        return [
-            "format": "pt",
-            "learngene.method": LearngeneMethod.wave.rawValue,
-            "learngene.wave.format": Self.formatName,
-            "learngene.config": String(decoding: try! enc.encode(config), as: UTF8.self),
-            "learngene.settings": String(decoding: try! enc.encode(settings), as: UTF8.self),
-            "learngene.wave.templates": settings.summary,
-        ]
+        var meta = FactorFile.metadata(method: .wave, config: config, settings: settings,
+                                       ranks: Dictionary(uniqueKeysWithValues: BlockMatrix.allCases.map { ($0, settings[$0].count) }))
+        meta["learngene.wave.templates"] = settings.summary
+        return meta
     }
 
-    /// Rebuilds a parameterization from `file()`'s output, validating the method, config,
-    /// settings and every tensor's presence and shape. Extra metadata is ignored; extra
-    /// tensors are refused.
-    public static func load(from file: SafeTensors.File) throws -> WaveParameterization {
-        let method = file.metadata["learngene.method"]
-        guard method == LearngeneMethod.wave.rawValue else {
-            throw WaveError("the file holds a \(method.map { "'\($0)'" } ?? "non-learngene") parameterization, not WAVE; load it with the matching method's type, or pass a WAVE learngene file")
-        }
-        guard file.metadata["learngene.wave.format"] == formatName else {
-            throw WaveError("WAVE file format \(file.metadata["learngene.wave.format"] ?? "missing"), this build reads \(formatName); re-export it with this version")
-        }
-        let dec = JSONDecoder()
-        guard let cj = file.metadata["learngene.config"], let config = try? dec.decode(DiTConfig.self, from: Data(cj.utf8)) else {
-            throw WaveError("the WAVE file has no readable learngene.config metadata; re-export it with file()")
-        }
-        guard let sj = file.metadata["learngene.settings"], let settings = try? dec.decode(WaveSettings.self, from: Data(sj.utf8)) else {
-            throw WaveError("the WAVE file has no readable learngene.settings metadata; re-export it with file()")
-        }
+    /// A WAVE parameterization from its `file()`. Refuses a file of another method, of
+    /// another config than `expected` (when given, naming the fields that differ), with
+    /// settings that do not fit its config, or with missing, misshapen or extra tensors.
+    public static func load(from file: SafeTensors.File, config expected: DiTConfig? = nil) throws -> WaveParameterization {
+        let (config, settings) = try FactorFile.header(file, method: .wave, expected: expected, settings: WaveSettings.self)
         let w: WaveParameterization
-        do { w = try WaveParameterization(config: config, settings: settings) } catch let e as WaveError {
-            throw WaveError("the WAVE file's settings do not fit its own config: \(e.description)")
+        do { w = try WaveParameterization(config: config, settings: settings) } catch let e as LearngeneError {
+            throw LearngeneError("the WAVE file's settings do not fit its own config: \(e.description); re-export it")
         }
-        for t in w.tensors {
-            guard let e = file.tensors[t.name] else {
-                throw WaveError("the WAVE file lacks tensor \(t.name) (\(t.shape)); the file is truncated or not made by file()")
-            }
-            guard e.shape == t.shape else {
-                throw WaveError("tensor \(t.name) has shape \(e.shape) but settings \(settings.summary) at depth \(config.depth), hidden \(config.hiddenSize) need \(t.shape); the tensors and metadata were edited apart — re-export with file()")
-            }
-            let v = e.floats()
-            v.withUnsafeBufferPointer { (w.params.data + t.offset).update(from: $0.baseAddress!, count: t.count) }
-        }
-        let known = Set(w.tensors.map(\.name))
-        let extra = file.tensors.keys.filter { !known.contains($0) }.sorted()
-        if !extra.isEmpty {
-            throw WaveError("the WAVE file has unexpected tensors \(extra.prefix(3).joined(separator: ", ")); it is not a WAVE learngene of settings \(settings.summary)")
-        }
-        return w
-    }
-
-    /// `load(from:)` and checks the result serves `config` (with the reason when not).
-    public static func load(from file: SafeTensors.File, expecting config: DiTConfig) throws -> WaveParameterization {
-        let w = try load(from: file)
-        guard w.config == config else {
-            throw WaveError("the WAVE file serves a DiT of depth \(w.config.depth), hidden \(w.config.hiddenSize), \(w.config.numHeads) heads, input \(w.config.inputSize), patch \(w.config.patchSize); this model is depth \(config.depth), hidden \(config.hiddenSize), \(config.numHeads) heads, input \(config.inputSize), patch \(config.patchSize): grow a descendant (descendant(for:)) instead of loading it directly")
-        }
+        try FactorFile.read(file, tensors: w.tensors, into: w.params, method: .wave)
         return w
     }
 }
