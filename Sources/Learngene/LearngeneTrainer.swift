@@ -54,9 +54,9 @@ public final class LearngeneTrainer: @unchecked Sendable {
     private var xT = Tensor(shape: [0]), noise = Tensor(shape: [0]), out = Tensor(shape: [0]), dOut = Tensor(shape: [0])
     private var teacherOut = Tensor(shape: [0])
 
-    /// Sets `host.blockWeights = source`. The random streams come from `seed`; the
-    /// parameters are the caller's (initialize `host` and `source` first). The teacher is put
-    /// in forward-only mode.
+    /// Sets `host.blockWeights = source` (and takes the host out of inference mode). The
+    /// random streams come from `seed`; the parameters are the caller's (initialize `host` and
+    /// `source` first). The teacher is put in forward-only mode.
     public init(host: DiTModel, source: any LearngeneParameterization, phase: Phase, settings: TrainingSettings = .init(),
                 seed: UInt64, teacher: DiTModel? = nil, distillWeight: Double = 0) throws {
         guard host.config == source.config else {
@@ -78,6 +78,7 @@ public final class LearngeneTrainer: @unchecked Sendable {
         self.teacher = teacher
         self.distillWeight = distillWeight
         host.blockWeights = source
+        host.inferenceOnly = false
         hostOptimizer = AdamW(count: host.params.count, settings: settings.optimizer)
         sourceOptimizer = AdamW(count: source.params.count, settings: settings.optimizer)
         switch phase {
@@ -208,7 +209,10 @@ public final class LearngeneTrainer: @unchecked Sendable {
 
     /// A plain DiT with the block matrices materialized from the source (raw or EMA
     /// parameters): what `init` outputs per size. Forward-and-backward ready (not in
-    /// inference mode).
+    /// inference mode). For KIND the matrices have every tailor open (`denseWeight`): equal
+    /// to the gated model while the tailors are silent (σ = 0, a fresh descendant) or when
+    /// every class opens every tailor; otherwise the gated model is not a plain DiT (its
+    /// weights depend on the class) and the host with `blockWeights` is the exact one.
     public func denseModel(ema useEMA: Bool) -> DiTModel {
         Self.materialize(host: host, hostParams: useEMA ? hostEMA : host.params, source: source,
                          sourceParams: useEMA ? sourceEMA : nil)
