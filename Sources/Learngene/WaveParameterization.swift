@@ -100,9 +100,11 @@ private func divisors(_ n: Int) -> [Int] { (1...max(1, n)).filter { n % $0 == 0 
 /// write into `params`; `invalidateCache()` exists only to free or force a rebuild.
 /// `backward` uses the W of the matching `forward`.
 ///
-/// Initialization: `init(config:settings:)` gives all zeros; see `WaveParameterization+Init`
-/// (Van Loan–Pitsianis from an ancestry DiT, or random) and `+Descendant` (other depths and
-/// widths).
+/// Initialization: `init(config:settings:)` gives all zeros; `condense(from:settings:
+/// initialization:seed:)` (WaveParameterization+Init.swift) starts from an ancestry DiT
+/// (Van Loan–Pitsianis) or at random, and `approximationError(to:)` measures the fit;
+/// `descendant(for:scalers:seed:)` and `descendantModel` (WaveDescendant.swift) grow other
+/// depths and widths over the same templates. Files: `file()` and `load(from:config:)`.
 public final class WaveParameterization: LearngeneParameterization, @unchecked Sendable {
     public var method: LearngeneMethod { .wave }
     public let config: DiTConfig
