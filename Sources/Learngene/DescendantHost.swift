@@ -61,7 +61,10 @@ public enum DescendantHost {
                     (dst + target.numClasses * D).update(from: ancestry.parameter(table) + a.numClasses * D, count: D)
                 }
             } else {
-                dst.update(from: ancestry.parameter(e.name), count: e.count)
+                guard let src = ancestry.layout[e.name], src.shape == e.shape else {
+                    throw LearngeneError("the descendant's \(e.name) \(e.shape) has no counterpart of that shape in the ancestry (\(ancestry.layout[e.name].map { "\($0.shape)" } ?? "absent")); keep the ancestry's conditioning and output settings")
+                }
+                dst.update(from: ancestry.params.data + src.offset, count: e.count)
             }
         }
         return host
