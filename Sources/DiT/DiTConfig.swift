@@ -1,5 +1,9 @@
 /// The shape of a DiT (facebookresearch/DiT `models.py: DiT.__init__`), always with
 /// `learn_sigma=True` (2C output channels) and a null class row for classifier-free guidance.
+///
+/// With `textDim > 0` the DiT is text-conditioned: the label embedder projects a frozen text
+/// embedding instead of looking up a class row (see `textDim`); labels then index the model's
+/// caller-set text table (`DiTModel.textTable`) and `numClasses` is that table's row count.
 public struct DiTConfig: Codable, Sendable, Equatable, Hashable {
     public var inputSize: Int
     public var patchSize: Int
@@ -11,9 +15,21 @@ public struct DiTConfig: Codable, Sendable, Equatable, Hashable {
     public var mlpRatio: Int = 4
     public var classDropoutProb: Float = 0.1
     public var frequencyEmbeddingSize: Int = 256
+    /// Width of the text embeddings the label embedder projects (e.g. 384 for
+    /// all-MiniLM-L6-v2); 0 (the default) is DiT's class-conditioned label table.
+    ///
+    /// With `textDim > 0`: y_emb = W_text·e + b_text for the text embedding e of a label's row
+    /// in the model's text table, and a learned null embedding for label `numClasses` (the
+    /// unconditional branch of classifier-free guidance; present when `classDropoutProb > 0`,
+    /// as DiT's null class row). The parameter layout then no longer depends on `numClasses`.
+    ///
+    /// JSON: the key `textDim` is written only when non-zero, and a missing key decodes as 0,
+    /// so a class-conditioned config encodes to the same bytes as before the field existed
+    /// and configs stored in old checkpoints and model files still decode and compare equal.
+    public var textDim: Int = 0
 
     public init(inputSize: Int, patchSize: Int, inChannels: Int, hiddenSize: Int, depth: Int,
-                numHeads: Int, numClasses: Int, mlpRatio: Int = 4, classDropoutProb: Float = 0.1) {
+                numHeads: Int, numClasses: Int, mlpRatio: Int = 4, classDropoutProb: Float = 0.1, textDim: Int = 0) {
         self.inputSize = inputSize
         self.patchSize = patchSize
         self.inChannels = inChannels
@@ -23,7 +39,50 @@ public struct DiTConfig: Codable, Sendable, Equatable, Hashable {
         self.numClasses = numClasses
         self.mlpRatio = mlpRatio
         self.classDropoutProb = classDropoutProb
+        self.textDim = textDim
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case inputSize, patchSize, inChannels, hiddenSize, depth, numHeads, numClasses, mlpRatio, classDropoutProb,
+             frequencyEmbeddingSize, textDim
+    }
+
+    /// As the synthesized decoder (every original key required), except that `textDim` is
+    /// optional (absent in configs written before text conditioning) and defaults to 0.
+    public init(from decoder: any Decoder) throws {
+        let k = try decoder.container(keyedBy: CodingKeys.self)
+        inputSize = try k.decode(Int.self, forKey: .inputSize)
+        patchSize = try k.decode(Int.self, forKey: .patchSize)
+        inChannels = try k.decode(Int.self, forKey: .inChannels)
+        hiddenSize = try k.decode(Int.self, forKey: .hiddenSize)
+        depth = try k.decode(Int.self, forKey: .depth)
+        numHeads = try k.decode(Int.self, forKey: .numHeads)
+        numClasses = try k.decode(Int.self, forKey: .numClasses)
+        mlpRatio = try k.decode(Int.self, forKey: .mlpRatio)
+        classDropoutProb = try k.decode(Float.self, forKey: .classDropoutProb)
+        frequencyEmbeddingSize = try k.decode(Int.self, forKey: .frequencyEmbeddingSize)
+        textDim = try k.decodeIfPresent(Int.self, forKey: .textDim) ?? 0
+    }
+
+    /// As the synthesized encoder, except that `textDim` is omitted when 0 (class-conditioned
+    /// configs keep their pre-text JSON bytes, which checkpoints and model files embed).
+    public func encode(to encoder: any Encoder) throws {
+        var k = encoder.container(keyedBy: CodingKeys.self)
+        try k.encode(inputSize, forKey: .inputSize)
+        try k.encode(patchSize, forKey: .patchSize)
+        try k.encode(inChannels, forKey: .inChannels)
+        try k.encode(hiddenSize, forKey: .hiddenSize)
+        try k.encode(depth, forKey: .depth)
+        try k.encode(numHeads, forKey: .numHeads)
+        try k.encode(numClasses, forKey: .numClasses)
+        try k.encode(mlpRatio, forKey: .mlpRatio)
+        try k.encode(classDropoutProb, forKey: .classDropoutProb)
+        try k.encode(frequencyEmbeddingSize, forKey: .frequencyEmbeddingSize)
+        if textDim != 0 { try k.encode(textDim, forKey: .textDim) }
+    }
+
+    /// True when labels index a text table (`textDim > 0`) rather than class rows.
+    public var isTextConditioned: Bool { textDim > 0 }
 
     /// Patches per side (g) and tokens (T = g²).
     public var grid: Int { inputSize / patchSize }
@@ -44,6 +103,7 @@ public struct DiTConfig: Codable, Sendable, Equatable, Hashable {
         if depth < 1 || depth > 64 { out.append("depth \(depth) must be in 1…64") }
         if numClasses < 1 || numClasses > 100_000 { out.append("num_classes \(numClasses) must be in 1…100000") }
         if !(0...1).contains(classDropoutProb) { out.append("class_dropout_prob \(classDropoutProb) must be in [0, 1]") }
+        if textDim < 0 || textDim > 65_536 { out.append("text_dim \(textDim) must be in 0…65536 (0 = class-conditioned)") }
         return out
     }
 
@@ -95,7 +155,10 @@ public struct ParameterEntry: Sendable, Equatable {
 /// Where every trainable tensor lives in the one flat parameter buffer (llm.c's
 /// `fill_in_parameter_sizes`). Names are DiT's PyTorch `state_dict` keys and shapes PyTorch's
 /// (out, in) layout, in `named_parameters()` order. `pos_embed` is fixed (not trainable) and is
-/// kept outside the buffer.
+/// kept outside the buffer. A text-conditioned config (`textDim > 0`) has, in place of the
+/// class table, `y_embedder.embedding_table.weight` (1, D) (the null embedding, only when
+/// class_dropout_prob > 0), `y_embedder.text_proj.weight` (D, textDim) and
+/// `y_embedder.text_proj.bias` (D), in that order.
 public struct ParameterLayout: Sendable {
     public let entries: [ParameterEntry]
     public let count: Int
@@ -108,8 +171,16 @@ public struct ParameterLayout: Sendable {
             ("x_embedder.proj.bias", [D]),
             ("t_embedder.mlp.0.weight", [D, F]), ("t_embedder.mlp.0.bias", [D]),
             ("t_embedder.mlp.2.weight", [D, D]), ("t_embedder.mlp.2.bias", [D]),
-            ("y_embedder.embedding_table.weight", [c.numClasses + (c.classDropoutProb > 0 ? 1 : 0), D]),
         ]
+        if c.textDim > 0 {
+            // Text conditioning: the table keeps only the learned null embedding (the CFG row,
+            // present as in DiT when class_dropout_prob > 0), then the projection of the frozen
+            // text embedding. None of these depend on num_classes (the size of the text table).
+            if c.classDropoutProb > 0 { list.append(("y_embedder.embedding_table.weight", [1, D])) }
+            list += [("y_embedder.text_proj.weight", [D, c.textDim]), ("y_embedder.text_proj.bias", [D])]
+        } else {
+            list.append(("y_embedder.embedding_table.weight", [c.numClasses + (c.classDropoutProb > 0 ? 1 : 0), D]))
+        }
         for i in 0..<c.depth {
             let b = "blocks.\(i)."
             list += [

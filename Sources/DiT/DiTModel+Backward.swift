@@ -38,7 +38,16 @@ extension DiTModel {
         // Conditioning: c = t_emb + y_emb, so both receive dC.
         a.dC.zero()
         siluBackward(dInp: a.dC.data, dOut: a.dSiluC.data, inp: a.c.data, count: N * D)
-        embeddingBackward(dTable: G + layout.offset("y_embedder.embedding_table.weight"), dOut: a.dC.data, labels: a.labels, D: D)
+        if c.textDim > 0 {
+            // Text: W_text, b_text and the null row; the text table is frozen data.
+            textEmbeddingBackward(dWeight: G + layout.offset("y_embedder.text_proj.weight"),
+                                  dBias: G + layout.offset("y_embedder.text_proj.bias"),
+                                  dNullRow: layout["y_embedder.embedding_table.weight"].map { G + $0.offset },
+                                  dOut: a.dC.data, inputs: a.textIn.data, labels: a.labels, nullLabel: c.numClasses,
+                                  E: c.textDim, D: D)
+        } else {
+            embeddingBackward(dTable: G + layout.offset("y_embedder.embedding_table.weight"), dOut: a.dC.data, labels: a.labels, D: D)
+        }
         linearBackward(dInp: a.dTHs.data, dWeight: G + layout.offset("t_embedder.mlp.2.weight"),
                        dBias: G + layout.offset("t_embedder.mlp.2.bias"), dOut: a.dC.data, inp: a.tHs.data,
                        weight: P + layout.offset("t_embedder.mlp.2.weight"), M: N, IC: D, OC: D, overwriteInput: true)

@@ -3,7 +3,9 @@ import Tensors
 extension DiTModel {
     /// out (N, 2C, S, S) = DiT(x (N, C, S, S), t, y). `t` are timesteps on the original
     /// 0…999 scale; `y` are labels in 0…K (K = the null class; label dropout, if any, is the
-    /// caller's choice and already applied). Caches activations for `backward`.
+    /// caller's choice and already applied). Caches activations for `backward`. A
+    /// text-conditioned model (`config.textDim > 0`) reads label k's text embedding from
+    /// `textTable` (which must be set) and projects it; label K is the learned null embedding.
     public func forward(x: UnsafePointer<Float>, t: [Int], y: [Int], out: UnsafeMutablePointer<Float>) {
         let N = t.count
         precondition(y.count == N, "forward: \(t.count) timesteps but \(y.count) labels")
@@ -19,7 +21,11 @@ extension DiTModel {
         siluForward(out: a.tHs.data, inp: a.tH.data, count: N * D)
         linearForward(out: a.tEmb.data, inp: a.tHs.data, weight: P + layout.offset("t_embedder.mlp.2.weight"),
                       bias: P + layout.offset("t_embedder.mlp.2.bias"), M: N, IC: D, OC: D)
-        embeddingForward(out: a.yEmb.data, table: P + layout.offset("y_embedder.embedding_table.weight"), labels: y, D: D)
+        if c.textDim > 0 {
+            textLabelForward(a, y: y)
+        } else {
+            embeddingForward(out: a.yEmb.data, table: P + layout.offset("y_embedder.embedding_table.weight"), labels: y, D: D)
+        }
         for i in 0..<(N * D) { a.c.data[i] = a.tEmb.data[i] + a.yEmb.data[i] }
         siluForward(out: a.siluC.data, inp: a.c.data, count: N * D)
 
@@ -49,6 +55,19 @@ extension DiTModel {
         linearForward(out: a.outTok.data, inp: a.hF.data, weight: P + layout.offset("final_layer.linear.weight"),
                       bias: P + layout.offset("final_layer.linear.bias"), M: N * T, IC: D, OC: outDim)
         unpatchify(out: out, tokens: a.outTok.data, N: N, OC: c.outChannels, S: c.inputSize, p: c.patchSize)
+    }
+
+    /// y_emb = W_text · textTable[y] + b_text, or the null embedding for y = K.
+    func textLabelForward(_ a: Activations, y: [Int]) {
+        let c = config, P = params.data
+        guard let table = textTable else {
+            preconditionFailure("text-conditioned DiT: set the text table (setTextTable) before forward")
+        }
+        textEmbeddingForward(out: a.yEmb.data, inputs: a.textIn.data, table: table.data,
+                             nullRow: layout["y_embedder.embedding_table.weight"].map { P + $0.offset },
+                             weight: P + layout.offset("y_embedder.text_proj.weight"),
+                             bias: P + layout.offset("y_embedder.text_proj.bias"),
+                             labels: y, nullLabel: c.numClasses, E: c.textDim, D: c.hiddenSize)
     }
 
     /// One adaLN-Zero block: x += gate_msa·attn(modulate(LN(x))); x += gate_mlp·mlp(modulate(LN(x))).

@@ -42,8 +42,11 @@ extension DiTModel {
     /// parameters. Randomness only from `seed`, so a seed fixes the bits. Large label lists
     /// are processed in chunks of `batch` (each chunk with its own stream position, so the
     /// result does not depend on the chunk size only through the seed).
+    /// A text-conditioned model samples label k from `textTable` row k (the caller sets it;
+    /// for more prompts than table rows, swap tables between calls or use
+    /// `sample(textEmbeddings:settings:seed:batch:)`); guidance's null label is `numClasses`.
     public func sample(labels: [Int], settings: SamplingSettings, seed: UInt64, batch: Int = 64) throws -> Tensor {
-        let c = config, m = c.inChannels * c.inputSize * c.inputSize
+        let c = config
         let diffusion = try GaussianDiffusion(diffusionSteps: 1000)
         let wasInference = inferenceOnly
         inferenceOnly = true
@@ -53,6 +56,52 @@ extension DiTModel {
         }
         let result = Tensor(shape: [labels.count, c.inChannels, c.inputSize, c.inputSize])
         var rng = RandomStream(seed: seed, stream: 0x5A)
+        try sampleChunks(diffusion, labels: labels, settings: settings, batch: batch, rng: &rng, into: result, at: 0)
+        return result
+    }
+
+    /// Text-conditioned models: one image per prompt embedding (each `config.textDim` long, as
+    /// the text table's rows), for any number of prompts. Prompts go through the model in
+    /// groups of G = min(numClasses, batch), each group as a temporary text table (padded to
+    /// numClasses rows with the group's last prompt) sampled with labels 0..<group size, the
+    /// random stream continuing across groups. So the bits equal `sample(labels: 0..<P,
+    /// batch: G)` of a model with the same parameters whose table holds all P prompts (the
+    /// text layout does not depend on numClasses). The model's own table is restored after.
+    public func sample(textEmbeddings prompts: [[Float]], settings: SamplingSettings, seed: UInt64,
+                       batch: Int = 64) throws -> Tensor {
+        let c = config
+        guard c.textDim > 0 else {
+            throw TextTableError(description: "sample(textEmbeddings:) needs a text-conditioned DiT (this one has text_dim 0)")
+        }
+        if let bad = prompts.firstIndex(where: { $0.count != c.textDim }) {
+            throw TextTableError(description: "prompt embedding \(bad) has \(prompts[bad].count) values, the model's text_dim is \(c.textDim)")
+        }
+        let diffusion = try GaussianDiffusion(diffusionSteps: 1000)
+        let saved = textTable, wasInference = inferenceOnly
+        inferenceOnly = true
+        defer {
+            textTable = saved
+            releaseActivations()
+            inferenceOnly = wasInference
+        }
+        let result = Tensor(shape: [prompts.count, c.inChannels, c.inputSize, c.inputSize])
+        var rng = RandomStream(seed: seed, stream: 0x5A)
+        let group = max(1, min(c.numClasses, batch))
+        var start = 0
+        while start < prompts.count {
+            let rows = Array(prompts[start..<min(prompts.count, start + group)])
+            try setTextTable(rows + Array(repeating: rows[rows.count - 1], count: c.numClasses - rows.count))
+            try sampleChunks(diffusion, labels: Array(0..<rows.count), settings: settings, batch: group, rng: &rng,
+                             into: result, at: start)
+            start += rows.count
+        }
+        return result
+    }
+
+    /// Samples `labels` in chunks of `batch` into `result` from sample `offset` on.
+    func sampleChunks(_ diffusion: GaussianDiffusion, labels: [Int], settings: SamplingSettings, batch: Int,
+                      rng: inout RandomStream, into result: Tensor, at offset: Int) throws {
+        let c = config, m = c.inChannels * c.inputSize * c.inputSize
         var start = 0
         while start < labels.count {
             let chunk = Array(labels[start..<min(labels.count, start + batch)])
@@ -61,19 +110,20 @@ extension DiTModel {
                 shape: [chunk.count, c.inChannels, c.inputSize, c.inputSize], labels: chunk, steps: settings.steps,
                 sampler: settings.diffusionSampler, guidance: settings.guidance, cfgMode: settings.mode,
                 nullClass: c.numClasses, clipDenoised: true, rng: &rng)
-            (result.data + start * m).update(from: images.data, count: chunk.count * m)
+            (result.data + (offset + start) * m).update(from: images.data, count: chunk.count * m)
             start += chunk.count
         }
-        return result
     }
 }
 
 extension DiTTrainer {
     /// A separate model holding the EMA (or raw) weights, for sampling without disturbing
-    /// the trainer's activation buffers.
+    /// the trainer's activation buffers. A text-conditioned model gets a copy of the
+    /// trainer model's text table.
     public func inferenceModel(ema useEMA: Bool) -> DiTModel {
         let m = DiTModel(config: config)
         m.params.copy(from: useEMA ? ema : model.params)
+        m.textTable = model.textTable?.clone()
         m.inferenceOnly = true
         return m
     }

@@ -55,6 +55,7 @@ final class Activations {
     // conditioning
     let tFreq: Tensor      // (N, 256) [cos | sin] timestep features
     let tH, tHs, tEmb, yEmb, c, siluC: Tensor  // (N, D)
+    let textIn: Tensor     // (N, textDim) gathered text embeddings (zeros for null labels); empty when class-conditioned
     var labels: [Int]
     // tokens
     let patches: Tensor    // (N, T, C·p·p)
@@ -91,6 +92,7 @@ final class Activations {
         tFreq = Tensor(shape: [N, c0.frequencyEmbeddingSize])
         tH = Tensor(shape: [N, D]); tHs = Tensor(shape: [N, D]); tEmb = Tensor(shape: [N, D])
         yEmb = Tensor(shape: [N, D]); c = Tensor(shape: [N, D]); siluC = Tensor(shape: [N, D])
+        textIn = Tensor(shape: [N, c0.textDim])
         labels = []
         patches = Tensor(shape: [N, T, c0.patchDim])
         resid = (0...(inference ? 1 : c0.depth)).map { _ in Tensor(shape: [N, T, D]) }
@@ -110,7 +112,7 @@ final class Activations {
 
     /// Floats held by the buffers the backward pass needs (the "saved activations").
     var savedFloatCount: Int {
-        [tFreq, tH, tHs, tEmb, yEmb, c, siluC, patches, modF, lnFMean, lnFRstd, hF, outTok].reduce(0) { $0 + $1.count }
+        [tFreq, tH, tHs, tEmb, yEmb, c, siluC, textIn, patches, modF, lnFMean, lnFRstd, hF, outTok].reduce(0) { $0 + $1.count }
             + resid.reduce(0) { $0 + $1.count } + blocks.reduce(0) { $0 + $1.floatCount }
     }
 
@@ -141,6 +143,14 @@ public final class DiTModel: @unchecked Sendable {
     /// the blocks stay dense.
     public var blockWeights: (any BlockWeights)?
 
+    /// Text-conditioned models only (`config.textDim > 0`): the text embedding of every label,
+    /// (numClasses, textDim). Row k is what label k means — the frozen encoder's embedding of a
+    /// class caption during training, any prompt's embedding at sampling time — and label
+    /// `numClasses` is the learned null embedding. It is the caller's data, not a parameter:
+    /// not trained, not in `params`, `stateDict` or trainer checkpoints, so whoever builds or
+    /// restores a model sets it (`setTextTable`) before the first `forward`.
+    public internal(set) var textTable: Tensor?
+
     /// A model with all parameters zero; call `initializeWeights(seed:)` for DiT's init.
     public init(config: DiTConfig) {
         precondition(config.problems().isEmpty, "invalid DiT config: \(config.problems().joined(separator: "; "))")
@@ -160,6 +170,30 @@ public final class DiTModel: @unchecked Sendable {
     public func gradient(_ name: String) -> UnsafeMutablePointer<Float> { grads.data + layout.offset(name) }
 
     public func zeroGrad() { grads.zero() }
+
+    /// Why a text table does not fit this model.
+    public struct TextTableError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Sets `textTable` from one embedding per label: exactly `config.numClasses` rows, each of
+    /// `config.textDim` finite floats (copied). Throws for a class-conditioned model.
+    public func setTextTable(_ rows: [[Float]]) throws {
+        let c = config
+        guard c.textDim > 0 else {
+            throw TextTableError(description: "this DiT is class-conditioned (text_dim 0); it has no text table")
+        }
+        guard rows.count == c.numClasses else {
+            throw TextTableError(description: "text table has \(rows.count) rows, the model has num_classes \(c.numClasses) (one row per label)")
+        }
+        if let bad = rows.firstIndex(where: { $0.count != c.textDim }) {
+            throw TextTableError(description: "text table row \(bad) has \(rows[bad].count) values, the model's text_dim is \(c.textDim)")
+        }
+        if let bad = rows.firstIndex(where: { !$0.allSatisfy(\.isFinite) }) {
+            throw TextTableError(description: "text table row \(bad) has a non-finite value")
+        }
+        textTable = Tensor(shape: [c.numClasses, c.textDim], values: rows.flatMap { $0 })
+    }
 
     /// Forward-only mode (sampling, evaluation): activations are not kept per layer, so
     /// `backward` is unavailable. Set before the first `forward`.
@@ -184,7 +218,7 @@ public final class DiTModel: @unchecked Sendable {
     public static func activationFloats(config c: DiTConfig, batch N: Int) -> (saved: Int, scratch: Int) {
         let D = c.hiddenSize, T = c.tokens, H = c.numHeads, F = c.mlpHidden, L = c.depth
         let outDim = c.patchSize * c.patchSize * c.outChannels
-        let conditioning = N * c.frequencyEmbeddingSize + 6 * N * D
+        let conditioning = N * c.frequencyEmbeddingSize + 6 * N * D + N * c.textDim
         let perBlock = N * 6 * D + 4 * N * T + 9 * N * T * D + N * H * T * T + 2 * N * T * F
         let saved = conditioning + N * T * c.patchDim + (L + 1) * N * T * D + L * perBlock
             + 2 * N * D + 2 * N * T + N * T * D + N * T * outDim

@@ -70,6 +70,12 @@ extension DiTModel {
 /// loss = MSE + VB, AdamW, EMA), with every buffer allocated once per batch size.
 /// Same seed, same data → same bits; `checkpoint()`/`restore` carry the whole state, so a
 /// resumed run continues bit-identically.
+///
+/// Text-conditioned configs (`textDim > 0`) train the same way — labels index the model's text
+/// table and label dropout sends them to the null embedding — once the caller has set the
+/// table on `model` (`model.setTextTable`, e.g. the frozen encoder's embeddings of "a photo of
+/// a {class name}"). The table is not a parameter: checkpoints do not hold it, so a stage that
+/// restores a checkpoint must set the same table again before the next step.
 public final class DiTTrainer: @unchecked Sendable {
     public let config: DiTConfig
     public let settings: TrainingSettings

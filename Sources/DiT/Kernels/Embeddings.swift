@@ -112,3 +112,52 @@ public func embeddingBackward(dTable: UnsafeMutablePointer<Float>, dOut: UnsafeP
         for i in 0..<D { d[i] += s[i] }
     }
 }
+
+/// Text label embedder (a text-conditioned DiT, `DiTConfig.textDim` = E > 0):
+/// out[n] = W · table[labels[n]] + b (W in PyTorch's (D, E) layout) for labels[n] < nullLabel,
+/// and out[n] = nullRow for labels[n] == nullLabel (the learned CFG embedding; nil when the
+/// model has none, and then no label may be null). `inputs` (N, E) receives the gathered
+/// text rows, zeros for null labels, and is what `textEmbeddingBackward` needs.
+public func textEmbeddingForward(out: UnsafeMutablePointer<Float>, inputs: UnsafeMutablePointer<Float>,
+                                 table: UnsafePointer<Float>, nullRow: UnsafePointer<Float>?,
+                                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                                 labels: [Int], nullLabel: Int, E: Int, D: Int) {
+    let N = labels.count
+    for (n, y) in labels.enumerated() {
+        precondition(y >= 0 && (y < nullLabel || (y == nullLabel && nullRow != nil)),
+                     "text embedder: label \(y) outside the text table's \(nullLabel) rows\(nullRow == nil ? "" : " and the null label \(nullLabel)")")
+        if y == nullLabel {
+            (inputs + n * E).update(repeating: 0, count: E)
+        } else {
+            (inputs + n * E).update(from: table + y * E, count: E)
+        }
+    }
+    linearForward(out: out, inp: inputs, weight: weight, bias: bias, M: N, IC: E, OC: D)
+    if let nullRow {
+        for (n, y) in labels.enumerated() where y == nullLabel { (out + n * D).update(from: nullRow, count: D) }
+    }
+}
+
+/// Backward of `textEmbeddingForward`: dW += Σ_{n not null} dOut[n] ⊗ inputs[n],
+/// dBias += Σ_{n not null} dOut[n], dNullRow += Σ_{n null} dOut[n] (each in ascending n).
+/// No gradient reaches the table (the text encoder is frozen).
+public func textEmbeddingBackward(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
+                                  dNullRow: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
+                                  inputs: UnsafePointer<Float>, labels: [Int], nullLabel: Int, E: Int, D: Int) {
+    let N = labels.count
+    // dW (D, E) += dOutᵀ (D × N) · inputs (N × E); null rows of `inputs` are zero, so they add
+    // nothing. Each worker owns a block of output features.
+    splitRows(D, flops: 2 * N * E * D) { r in
+        Blas.sgemm(transA: true, transB: false, m: r.count, n: E, k: N, a: dOut + r.lowerBound, lda: D,
+                   b: inputs, ldb: E, beta: 1, c: dWeight + r.lowerBound * E, ldc: E)
+    }
+    for (n, y) in labels.enumerated() {
+        let s = dOut + n * D
+        if y == nullLabel {
+            guard let dNullRow else { continue }
+            for i in 0..<D { dNullRow[i] += s[i] }
+        } else {
+            for i in 0..<D { dBias[i] += s[i] }
+        }
+    }
+}
