@@ -105,4 +105,21 @@ enum FK {
             ("dσ", gradientError(analytic.ds, numericGradient(s) { loss(d(x), d(u), d(v), $0) })),
         ]
     }
+
+    /// The diffusion loss of a model on batch 0 at fixed draws (seed 99), averaged over 4 draws.
+    static func evaluationLoss(_ m: DiTModel) throws -> Float {
+        let c = m.config, (x, y) = batch(0, config: c)
+        let diffusion = try GaussianDiffusion(diffusionSteps: 1000)
+        var rnd = TrainerRandomState(seed: 99)
+        let n = x.count
+        var noise = [Float](repeating: 0, count: n), xT = noise, out = [Float](repeating: 0, count: 2 * n), dOut = out
+        var total: Float = 0
+        for _ in 0..<4 {
+            let (t, yd) = rnd.drawStep(labels: y, config: c, numTimesteps: 1000, noise: &noise)
+            total += x.withUnsafeBufferPointer {
+                m.diffusionLoss(diffusion, images: $0.baseAddress!, t: t, y: yd, noise: noise, xT: &xT, out: &out, dOut: &dOut).lossMean
+            }
+        }
+        return total / 4
+    }
 }

@@ -104,4 +104,35 @@ import Formats
         let finite = FK.output(emaDense).allSatisfy { $0.isFinite }
         #expect(finite)
     }
+
+    /// The FINE pipeline end to end: condense, save the learngene, load it, grow a depth-5
+    /// descendant with trained σ (init: σ only), export it dense; the dense export equals the
+    /// hosted model, and the hosted model samples with classifier-free guidance.
+    @Test func fineCondenseThenInitializeADeeperDescendant() throws {
+        let condense = try Self.make()
+        FK.run(condense, steps: 0..<4)
+        let file = (condense.source as! FineParameterization).file()
+        let lg = try FineParameterization.load(from: file, config: FK.config)
+        var c = FK.config
+        c.depth = 5
+        let d = FineParameterization.descendant(of: lg, depth: 5, sigmaInit: .trained, seed: 1)
+        let host = try DescendantHost.build(target: c, ancestry: condense.host, method: .fine)
+        let t = try LearngeneTrainer(host: host, source: d, phase: .initialize,
+                                     settings: TrainingSettings(optimizer: AdamWSettings(learningRate: 5e-2), emaDecay: 0.9), seed: 2)
+        let before = try FK.evaluationLoss(t.host)
+        FK.run(t, steps: 0..<40, fixed: true)
+        let after = try FK.evaluationLoss(t.host)
+        print("FINE init (σ only) of a depth-5 descendant: evaluation loss \(before) → \(after)")
+        #expect(after < 0.99 * before)
+        #expect(t.trainableParameterCount == 5 * 5 * 8)
+        let dense = t.denseModel(ema: false)
+        #expect(FK.relativeError(FK.output(t.host), FK.output(dense)) <= 1e-5)
+        let sampler = try DescendantHost.build(target: c, ancestry: condense.host, method: .fine)
+        sampler.blockWeights = d
+        sampler.inferenceOnly = true
+        let a = try sampler.sample(labels: [0, 2], settings: SamplingSettings(steps: 4, guidance: 2), seed: 3)
+        let b = try dense.sample(labels: [0, 2], settings: SamplingSettings(steps: 4, guidance: 2), seed: 3)
+        #expect(a.toArray().allSatisfy { $0.isFinite })
+        #expect(FK.relativeError(a.toArray(), b.toArray()) < 1e-3)
+    }
 }
