@@ -73,8 +73,8 @@ enum FactorFile {
         return (config, s)
     }
 
-    /// Copies every tensor of `tensors` from the file into `params`, refusing missing,
-    /// misshapen, non-F32 or unexpected tensors.
+    /// Copies every tensor of `tensors` from the file into `params` (any float dtype,
+    /// converted to F32), refusing missing, misshapen or unexpected tensors.
     static func read(_ file: SafeTensors.File, tensors: [FactorTensor], into params: Tensor, method: LearngeneMethod) throws {
         let name = method.rawValue.uppercased()
         for t in tensors {

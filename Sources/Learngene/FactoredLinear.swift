@@ -74,7 +74,8 @@ func scaleRows(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, 
 /// for the rest; reallocated only when the row count changes.
 ///
 /// Caching x·Vᵀ (rather than recomputing it in the backward) trades M·r floats per matrix
-/// and layer for one sgemm of M·IC·r per backward. The contract is the host DiT's own:
+/// and layer (4·N·T·r + N·r per layer: about a quarter of what the DiT itself keeps per block
+/// at r = D) for one sgemm of M·IC·r per backward. The contract is the host DiT's own:
 /// `backward` of (matrix, layer) uses the x·Vᵀ of that pair's most recent `forward`.
 final class FactoredScratch {
     private var xv: [Int: Tensor] = [:]
