@@ -11,6 +11,8 @@ public struct DiTConfig: Codable, Sendable, Equatable, Hashable {
     public var hiddenSize: Int
     public var depth: Int
     public var numHeads: Int
+    /// Class count (labels 0..<numClasses; label numClasses is the null class). For a
+    /// text-conditioned config, the number of rows of the model's text table.
     public var numClasses: Int
     public var mlpRatio: Int = 4
     public var classDropoutProb: Float = 0.1

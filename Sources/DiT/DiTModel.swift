@@ -195,6 +195,17 @@ public final class DiTModel: @unchecked Sendable {
         textTable = Tensor(shape: [c.numClasses, c.textDim], values: rows.flatMap { $0 })
     }
 
+    /// Sets `textTable` to a copy of `table` ((numClasses, textDim) values, e.g. another
+    /// model's `textTable`), validated as `setTextTable(_ rows:)`.
+    public func setTextTable(_ table: Tensor) throws {
+        let E = max(config.textDim, 1)
+        guard table.count % E == 0 else {
+            throw TextTableError(description: "text table has \(table.count) values, not a multiple of the model's text_dim \(config.textDim)")
+        }
+        let v = table.toArray()
+        try setTextTable((0..<(table.count / E)).map { Array(v[($0 * E)..<(($0 + 1) * E)]) })
+    }
+
     /// Forward-only mode (sampling, evaluation): activations are not kept per layer, so
     /// `backward` is unavailable. Set before the first `forward`.
     public var inferenceOnly = false {

@@ -129,6 +129,13 @@ import Tensors
         #expect(throws: DiTModel.WeightsError.self) { try DiTModel(config: TrainerTests.config).load(file) }
     }
 
+    @Test func activationAccounting() {
+        let a = Activations(config: Self.config, N: 5)
+        let counted = DiTModel.activationFloats(config: Self.config, batch: 5)
+        #expect(a.textIn.count == 5 * Self.E)
+        #expect(counted.saved == a.savedFloatCount && counted.scratch == a.scratchFloatCount)
+    }
+
     @Test func textTableValidation() throws {
         let m = DiTModel(config: Self.config)
         #expect(m.textTable == nil)
@@ -140,6 +147,11 @@ import Tensors
         #expect(throws: DiTModel.TextTableError.self) { try DiTModel(config: TrainerTests.config).setTextTable(Self.table(3, seed: 1)) }
         try m.setTextTable(Self.table(3, seed: 1))
         #expect(m.textTable?.shape == [3, Self.E] && m.textTable?.toArray() == Self.table(3, seed: 1).flatMap { $0 })
+        let other = DiTModel(config: Self.config)
+        try other.setTextTable(m.textTable!)
+        #expect(other.textTable?.toArray() == m.textTable?.toArray() && other.textTable !== m.textTable)
+        #expect(throws: DiTModel.TextTableError.self) { try other.setTextTable(Tensor(shape: [2, Self.E])) }
+        #expect(throws: DiTModel.TextTableError.self) { try other.setTextTable(Tensor(shape: [3 * Self.E + 1])) }
     }
 
     // MARK: - The model
@@ -309,7 +321,7 @@ import Tensors
 }
 
 /// Cost of a text-conditioned train step against the class-conditioned one (opt-in:
-/// LEARNGENE_TIMING=1; release build). Single-threaded thread CPU time, median of 15 steps.
+/// LEARNGENE_TIMING=1; release build). Single-threaded thread CPU time, median of 20 steps.
 @Suite struct TextConditioningTimingTests {
     static let enabled = ProcessInfo.processInfo.environment["LEARNGENE_TIMING"] == "1"
 
@@ -329,19 +341,23 @@ import Tensors
         let settings = TrainingSettings(optimizer: AdamWSettings(learningRate: 1e-4), emaDecay: 0.999)
         try Parallel.withWorkers(1) {
             try Blas.withThreads(1) {
+                // A second class trainer as control: its difference to the first is the noise.
                 let cls = try DiTTrainer(config: c, settings: settings, seed: 1)
+                let ctl = try DiTTrainer(config: c, settings: settings, seed: 1)
                 let txt = try DiTTrainer(config: tc, settings: settings, seed: 1)
                 try txt.model.setTextTable(TextConditioningTests.table(c.numClasses, seed: 2, E: 384))
-                var times: [[Double]] = [[], []]
-                for k in 0..<18 {
-                    for (i, tr) in [cls, txt].enumerated() {
+                var times: [[Double]] = [[], [], []]
+                for k in 0..<23 {
+                    for (i, tr) in [cls, txt, ctl].enumerated() {
                         let t0 = Self.cpuMilliseconds()
                         x.withUnsafeBufferPointer { _ = tr.trainStep(images: $0.baseAddress!, labels: y) }
                         if k >= 3 { times[i].append(Self.cpuMilliseconds() - t0) }
                     }
                 }
                 let med = times.map { $0.sorted()[$0.count / 2] }
-                print("train step CPU ms, 1 thread, \(preset), batch \(N): class \(String(format: "%.2f", med[0])), text-384 \(String(format: "%.2f", med[1])) (\(String(format: "%+.2f", 100 * (med[1] / med[0] - 1)))%)")
+                func pct(_ a: Double) -> String { String(format: "%+.1f%%", 100 * (a / med[0] - 1)) }
+                print("train step CPU ms, 1 thread, \(preset), batch \(N): class \(String(format: "%.2f", med[0])), "
+                      + "text-384 \(String(format: "%.2f", med[1])) (\(pct(med[1]))), class control \(String(format: "%.2f", med[2])) (\(pct(med[2])))")
             }
         }
     }
