@@ -23,6 +23,7 @@ public struct LearngeneStepStats: Sendable, Equatable {
 ///   every source parameter: the ancestry stage that condenses the learngene.
 /// - `.initialize` trains only `source.sizeSpecificRanges` (FINE's σ, KIND's tailors, WAVE's
 ///   scalers); the host and the learngene stay frozen: the `init` stage of a descendant.
+/// - `.initializeWithHost` also trains the host's non-block parameters (a fresh host).
 ///
 /// An optional `teacher` (a dense DiT on the same images and classes, any width or depth)
 /// adds λ·mean((ε_student − ε_teacher)²) over the ε half of the output, at the same x_t, t
@@ -32,7 +33,13 @@ public struct LearngeneStepStats: Sendable, Equatable {
 /// Only trainable elements are updated (AdamW masks) and averaged into the EMA, so frozen
 /// parameters keep their exact bits.
 public final class LearngeneTrainer: @unchecked Sendable {
-    public enum Phase: String, Codable, Sendable, CaseIterable { case condense, initialize }
+    public enum Phase: String, Codable, Sendable, CaseIterable {
+        case condense, initialize
+        /// `.initialize` plus the host's non-block parameters: for a descendant whose host
+        /// could not be inherited (a WAVE descendant of another width gets a fresh DiT host,
+        /// whose zero final layer would pass no gradient to the scalers).
+        case initializeWithHost = "initialize-with-host"
+    }
 
     public let config: DiTConfig
     public let settings: TrainingSettings
@@ -87,6 +94,9 @@ public final class LearngeneTrainer: @unchecked Sendable {
             sourceTrainable = [0..<source.params.count]
         case .initialize:
             hostTrainable = []
+            sourceTrainable = source.sizeSpecificRanges
+        case .initializeWithHost:
+            hostTrainable = Self.nonBlockRanges(host.layout)
             sourceTrainable = source.sizeSpecificRanges
         }
         hostOptimizer.mask = hostTrainable

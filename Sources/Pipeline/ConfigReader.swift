@@ -112,6 +112,24 @@ struct ConfigReader {
         return s
     }
 
+    /// A list of whole numbers, each within `range`.
+    mutating func ints(_ f: Fields, _ key: String, default def: [Int], range: ClosedRange<Int>, fix: String) -> [Int] {
+        guard let node = f.values[key], !f.isNull(node) else { return def }
+        guard case let .list(items) = node.kind else {
+            add(f.path(key), "must be a list, got \(describe(node))", fix: "write `\(key): [2, 4]`; \(fix)", line: node.line)
+            return def
+        }
+        var out: [Int] = []
+        for (i, item) in items.enumerated() {
+            let one = Fields(path: f.path(key), line: item.line, values: ["\(i)": item])
+            var sub = ConfigReader()
+            let v = sub.int(one, "\(i)", default: Int.min, range: range, fix: fix)
+            for p in sub.problems { problems.append(Problem(field: "\(f.path(key))[\(i)]", message: p.message, fix: p.fix, line: p.line)) }
+            if v != Int.min { out.append(v) }
+        }
+        return out
+    }
+
     /// A list of strings.
     mutating func strings(_ f: Fields, _ key: String, default def: [String]) -> [String] {
         guard let node = f.values[key], !f.isNull(node) else { return def }

@@ -46,7 +46,11 @@ public struct EvaluateStage: Stage {
                 report = try evaluation.evaluate(images: images, name: name, reference: reference, referenceName: referenceName)
                 timings.append(("evaluation", Date().timeIntervalSince(t1)))
             } else {
-                let (model, file, step) = try loadModel(ctx)
+                let loaded = try ModelFile.load(ctx, role: "model", name: m.evaluation.modelFile, preferEMA: m.sampling.useEma,
+                                                field: "evaluation.model_file",
+                                                fallback: { if case .fixed = m.model.numClasses { m.model.ditConfig(numClasses: 0) } else { nil } }())
+                let (model, file, step) = (loaded.model, loaded.name, loaded.step)
+                model.inferenceOnly = true
                 let c = model.config, classes = c.numClasses
                 ctx.progress.setPhase("loading the reference dataset")
                 let reference = try pretrain.loadImages(ctx, role: "dataset", channels: c.inChannels, resolution: c.inputSize)
@@ -76,44 +80,5 @@ public struct EvaluateStage: Stage {
         try outputs.writeReport(manifest: m, metrics: report, facts: facts, timings: timings)
         let fd = report.metrics["fd_effnet_lite0"].map { String(format: "FD %.3f", $0.value) } ?? "metrics unavailable"
         return .completed(StageResult(manifest: m, summary: "evaluated against \(referenceName): \(fd)"))
-    }
-
-    /// The model job's weights, its config and the step it was trained to.
-    func loadModel(_ ctx: JobContext) throws -> (DiTModel, String, Int?) {
-        let m = ctx.manifest
-        guard let dir = ctx.inputs["model"] else {
-            throw JobError(what: "no model or images to evaluate", where: "inputs", fix: "add `inputs: {model: {job: <job>}}` or `inputs: {images: <dataset>}`")
-        }
-        var name = m.evaluation.modelFile
-        if name == "auto" {
-            name = m.sampling.useEma && FileManager.default.fileExists(atPath: dir + "/ema.safetensors") ? "ema.safetensors" : "model.safetensors"
-        }
-        let path = dir + "/" + name
-        let shown = ctx.layout.relative(path)
-        guard FileManager.default.fileExists(atPath: path) else {
-            let present = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".safetensors") }.sorted()
-            throw JobError(what: "\(shown) does not exist", where: "inputs.model / evaluation.model_file",
-                           fix: present.isEmpty ? "name a job whose output holds a model" : "set evaluation.model_file to one of: \(present.joined(separator: ", "))")
-        }
-        let file: SafeTensors.File
-        do { file = try SafeTensors.read(contentsOf: path) } catch {
-            throw JobError(what: "\(shown) cannot be read: \(error)", where: shown, fix: "run the model's job again")
-        }
-        let config: DiTConfig
-        if let json = file.metadata["learngene.dit_config"], let c = try? JSONDecoder().decode(DiTConfig.self, from: Data(json.utf8)) {
-            config = c
-        } else if case .fixed = m.model.numClasses {
-            config = m.model.ditConfig(numClasses: 0)
-        } else {
-            throw JobError(what: "\(shown) does not say which DiT it holds (no learngene.dit_config metadata)", where: shown,
-                           fix: "describe it in the manifest's `model` section, with `num_classes` set to a number")
-        }
-        let model = DiTModel(config: config)
-        do { try model.load(file) } catch {
-            throw JobError(what: "\(shown) does not fit the DiT config: \(error)", where: shown,
-                           fix: "check the manifest's `model` section against the file")
-        }
-        model.inferenceOnly = true
-        return (model, name, file.metadata["step"].flatMap { Int($0) })
     }
 }

@@ -20,7 +20,7 @@ public struct ManifestError: Error, Sendable, CustomStringConvertible {
 
 extension Manifest {
     public static let topLevelFields = ["version", "stage", "name", "seed", "inputs", "data", "model", "training",
-                                        "checkpoint", "sampling", "evaluation"]
+                                        "checkpoint", "sampling", "evaluation", "finetune", "learngene"]
 
     /// Parses and validates manifest bytes. `fileName` (e.g. `fm.yaml`) gives the syntax and the
     /// job name; every problem is reported at once, each with its field and fix.
@@ -191,15 +191,22 @@ extension Manifest {
                                              fix: "use 0 (every dataset image) or a positive count, e.g. 2000")
         m.evaluation.inputSize = r.int(e, "input_size", default: m.evaluation.inputSize, range: 32...512,
                                        fix: "use 32…512 pixels; 112 (the default) or 224 (the network's native size)")
-        m.evaluation.modelFile = r.string(e, "model_file", default: m.evaluation.modelFile) ?? m.evaluation.modelFile
-        if m.evaluation.modelFile != "auto" {
-            let f = m.evaluation.modelFile
-            if f.contains("/") || !f.hasSuffix(".safetensors") || f.hasPrefix(".") {
-                r.add("evaluation.model_file", "`\(f)` is not a weights file name inside the model job's folder",
-                      fix: "write `auto`, or a file name such as `model.safetensors` or `ema.safetensors` (no folders)", line: e.values["model_file"]?.line)
-            }
-        }
+        m.evaluation.modelFile = modelFileName(e, "evaluation", reader: &r)
+        let ft = r.fields(top.values["finetune"], at: "finetune", known: ["model_file"])
+        m.finetune.modelFile = modelFileName(ft, "finetune", reader: &r)
+        m.learngene = LearngeneSection.read(top.values["learngene"], reader: &r)
         return m
+    }
+
+    /// A `model_file` field: `auto` or a `.safetensors` file name inside the input job's folder.
+    static func modelFileName(_ f: ConfigReader.Fields, _ section: String, reader r: inout ConfigReader) -> String {
+        let name = r.string(f, "model_file", default: "auto") ?? "auto"
+        if name != "auto" && (name.contains("/") || !name.hasSuffix(".safetensors") || name.hasPrefix(".")) {
+            r.add("\(section).model_file", "`\(name)` is not a weights file name inside the input job's folder",
+                  fix: "write `auto`, or a file name such as `model.safetensors`, `ema.safetensors` or `depth-2.safetensors` (no folders)",
+                  line: f.values["model_file"]?.line)
+        }
+        return name
     }
 
     static func readInputs(_ node: ConfigNode?, stage: StageDescription, jobName: String, reader r: inout ConfigReader) -> [String: InputSource] {

@@ -25,6 +25,8 @@ public struct Manifest: Sendable, Equatable {
     public var checkpoint = CheckpointSection()
     public var sampling = SamplingSection()
     public var evaluation = EvaluationSection()
+    public var finetune = FinetuneSection()
+    public var learngene = LearngeneSection()
 
     public init(stage: String, name: String) {
         self.stage = stage
@@ -156,6 +158,14 @@ public struct Manifest: Sendable, Equatable {
         public init() {}
     }
 
+    /// `finetune`: which weights file of `inputs.model` to start from.
+    public struct FinetuneSection: Sendable, Equatable {
+        /// `auto`: `ema.safetensors` when present, else `model.safetensors`; for an `init`
+        /// job, its per-size file (e.g. `depth-2.safetensors`).
+        public var modelFile = "auto"
+        public init() {}
+    }
+
     /// The resolved manifest as an ordered tree (the order of the documentation).
     public var json: JSONValue {
         .object([
@@ -184,6 +194,8 @@ public struct Manifest: Sendable, Equatable {
             ("evaluation", .object([("metrics", .array(evaluation.metrics.map { .string($0) })), ("samples", .int(evaluation.samples)),
                                     ("reference_images", .int(evaluation.referenceImages)), ("input_size", .int(evaluation.inputSize)),
                                     ("model_file", .string(evaluation.modelFile))])),
+            ("finetune", .object([("model_file", .string(finetune.modelFile))])),
+            ("learngene", learngene.json),
         ])
     }
 

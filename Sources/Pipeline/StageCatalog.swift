@@ -57,6 +57,30 @@ public struct StageCatalog: Sendable {
                  InputRole(name: "images", required: false, shorthandKind: "dataset",
                            help: "real images to evaluate instead of a model's samples")])
 
+    public static let finetune = StageDescription(
+        name: "finetune",
+        summary: "train a DiT on a dataset starting from an earlier job's model (pretrain, init, finetune), or from scratch without one",
+        inputs: [InputRole(name: "dataset", required: true, shorthandKind: "dataset",
+                           help: "an ImageFolder dataset: Inbox/datasets/<name>/<class>/<image>.png|.jpg"),
+                 InputRole(name: "model", required: false, shorthandKind: "job",
+                           help: "the job whose DiT is the starting point (omit it for the scratch baseline)"),
+                 InputRole(name: "reference", required: false, shorthandKind: "dataset",
+                           help: "the dataset metrics compare samples with (default: the training dataset)")])
+
+    public static let condense = StageDescription(
+        name: "condense",
+        summary: "condense a trained ancestry DiT into learngenes with FINE, KIND or WAVE (learngene.method)",
+        inputs: [InputRole(name: "model", required: true, shorthandKind: "job", help: "the ancestry: a job whose output holds a trained DiT"),
+                 InputRole(name: "dataset", required: true, shorthandKind: "dataset",
+                           help: "the data the factored model trains on (usually the ancestry's)")])
+
+    public static let initialize = StageDescription(
+        name: "init",
+        summary: "grow descendant DiTs of other depths (and WAVE widths) from a condense job's learngene",
+        inputs: [InputRole(name: "learngene", required: true, shorthandKind: "job", help: "a `condense` job"),
+                 InputRole(name: "dataset", required: true, shorthandKind: "dataset",
+                           help: "the small data subset the size-specific part trains on")])
+
     /// The stages of this version.
-    public static let standard = StageCatalog([pretrain, evaluate])
+    public static let standard = StageCatalog([pretrain, evaluate, finetune, condense, initialize])
 }
