@@ -210,6 +210,11 @@ public struct CreTokTrainer: Sendable {
         CreTokTrainer.tokenFile(vector: state.vector, settings: settings)
     }
 
+    /// Writes `tokenFile()` to `path` (atomically).
+    public func writeTokenFile(to path: String) throws {
+        try SafeTensors.write(tokenFile(), to: path)
+    }
+
     public static func tokenFile(vector: [Float], settings: CreTokSettings) -> SafeTensors.File {
         SafeTensors.File(tensors: [settings.token: .f32(vector, shape: [1, vector.count])],
                          metadata: ["row": String(settings.row), "initial_word": settings.initialWord])

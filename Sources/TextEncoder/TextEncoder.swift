@@ -12,6 +12,9 @@
 ///   - `BertEncoder`: the forward pass (batched sentences of any lengths, optionally one
 ///     vocabulary row overridden) and the backward pass to the input word-embedding vectors.
 ///   - `MiniLM`: the installed all-MiniLM-L6-v2 (where its files are looked for, loading).
+///   - `CreTokPairs`, `CreTokSettings`, `CreTokObjective`, `CreTokTrainer`: CreTok
+///     (methods.md §5): the concept pairs, the capped cosine loss on this encoder with its
+///     gradient to the `<CreTok>` row, the trainer (Adam, checkpoints) and the evaluation.
 public enum TextEncoderModule {}
 
 /// What went wrong, and how to fix it.
