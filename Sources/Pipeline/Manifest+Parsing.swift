@@ -20,7 +20,7 @@ public struct ManifestError: Error, Sendable, CustomStringConvertible {
 
 extension Manifest {
     public static let topLevelFields = ["version", "stage", "name", "seed", "inputs", "data", "model", "training",
-                                        "checkpoint", "sampling", "evaluation", "finetune", "learngene"]
+                                        "checkpoint", "sampling", "evaluation", "finetune", "learngene", "text", "cretok"]
 
     /// Parses and validates manifest bytes. `fileName` (e.g. `fm.yaml`) gives the syntax and the
     /// job name; every problem is reported at once, each with its field and fix.
@@ -102,7 +102,8 @@ extension Manifest {
 
         // Model: the preset's values are the defaults of the individual fields.
         let mf = r.fields(top.values["model"], at: "model", known: ["preset", "input_size", "in_channels", "patch_size", "hidden_size",
-                                                                    "depth", "num_heads", "mlp_ratio", "class_dropout_prob", "num_classes"])
+                                                                    "depth", "num_heads", "mlp_ratio", "class_dropout_prob", "num_classes",
+                                                                    "conditioning"])
         var presetName = r.string(mf, "preset", default: m.model.preset) ?? m.model.preset
         var preset = DiTConfig.preset(presetName)
         if preset == nil {
@@ -133,6 +134,13 @@ extension Manifest {
                 m.model.numClasses = .fixed(r.int(mf, "num_classes", default: 10, range: 1...100_000,
                                                   fix: "use `auto` or a class count between 1 and 100000"))
             }
+        }
+
+        m.model.conditioning = r.choice(mf, "conditioning", default: m.model.conditioning, choices: ModelSection.conditionings)
+        m.text = TextSection.read(top.values["text"], reader: &r)
+        if top.has("text") && m.model.conditioning != "text" && stageName != "cretok" {
+            r.add("text", "captions are only used by text-conditioned models",
+                  fix: "add `model: {conditioning: text}`, or remove the `text:` section", line: top.values["text"]?.line)
         }
 
         // Training.
@@ -195,6 +203,11 @@ extension Manifest {
         let ft = r.fields(top.values["finetune"], at: "finetune", known: ["model_file"])
         m.finetune.modelFile = modelFileName(ft, "finetune", reader: &r)
         m.learngene = LearngeneSection.read(top.values["learngene"], reader: &r)
+        m.cretok = CreTokSection.read(top.values["cretok"], reader: &r)
+        if top.has("cretok") && stageName != "cretok" {
+            r.add("cretok", "the `cretok:` section is only read by `stage: cretok`",
+                  fix: "remove it, or set `stage: cretok`", line: top.values["cretok"]?.line)
+        }
         return m
     }
 

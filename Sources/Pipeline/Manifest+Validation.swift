@@ -9,6 +9,16 @@ extension Manifest {
             out.append(Problem(field: "inputs", message: inputs["model"] == nil ? "nothing to evaluate" : "both `model` and `images` are given",
                                fix: "give exactly one: `model: {job: <job>}` (its samples are measured) or `images: <dataset>` (real images)"))
         }
+        if stage == "cretok" && (inputs["model"] == nil) != (inputs["dataset"] == nil) {
+            out.append(Problem(field: inputs["model"] == nil ? "inputs.model" : "inputs.dataset",
+                               message: inputs["model"] == nil ? "a dataset without a model: nothing to sample blends from"
+                                                               : "blends need the model's dataset (its class pairs and centroids)",
+                               fix: "give both `model: {job: <text-conditioned pretrain>}` and `dataset: <its dataset>`, or neither (token training only)"))
+        }
+        if model.conditioning == "text", case let .fixed(n) = model.numClasses {
+            out.append(Problem(field: "model.num_classes", message: "\(n) with text conditioning: the text table has one caption per class folder",
+                               fix: "write `num_classes: auto` (or drop it)"))
+        }
         // The model shape, checked by DiT's own rules; each message starts with the field name.
         let config = model.ditConfig(numClasses: 10)
         for message in config.problems() {

@@ -27,6 +27,9 @@ public struct Manifest: Sendable, Equatable {
     public var evaluation = EvaluationSection()
     public var finetune = FinetuneSection()
     public var learngene = LearngeneSection()
+    /// Text conditioning (`model.conditioning: text`): how class names become captions.
+    public var text = TextSection()
+    public var cretok = CreTokSection()
 
     public init(stage: String, name: String) {
         self.stage = stage
@@ -67,6 +70,12 @@ public struct Manifest: Sendable, Equatable {
         public var classDropoutProb = 0.1
         /// Number of classes; `auto` (0 here) means the number of class folders in the dataset.
         public var numClasses: NumClasses = .auto
+        /// `class` (DiT's label table) or `text`: each class's caption (`text.caption`) is
+        /// embedded by the frozen all-MiniLM-L6-v2 and projected in place of the label
+        /// embedding (a learned null embedding for guidance). Written back only when `text`.
+        public var conditioning = "class"
+
+        public static let conditionings = ["class", "text"]
 
         public enum NumClasses: Sendable, Equatable {
             case auto
@@ -179,7 +188,8 @@ public struct Manifest: Sendable, Equatable {
                                ("hidden_size", .int(model.hiddenSize)), ("depth", .int(model.depth)),
                                ("num_heads", .int(model.numHeads)), ("mlp_ratio", .int(model.mlpRatio)),
                                ("class_dropout_prob", .double(model.classDropoutProb)),
-                               ("num_classes", { if case let .fixed(n) = model.numClasses { .int(n) } else { .string("auto") } }())])),
+                               ("num_classes", { if case let .fixed(n) = model.numClasses { .int(n) } else { .string("auto") } }())]
+                              + conditioningFields)),
             ("training", .object([("steps", .int(training.steps)), ("batch_size", .int(training.batchSize)),
                                   ("learning_rate", .double(training.learningRate)), ("weight_decay", .double(training.weightDecay)),
                                   ("adam_beta1", .double(training.adamBeta1)), ("adam_beta2", .double(training.adamBeta2)),
@@ -196,7 +206,21 @@ public struct Manifest: Sendable, Equatable {
                                     ("model_file", .string(evaluation.modelFile))])),
             ("finetune", .object([("model_file", .string(finetune.modelFile))])),
             ("learngene", learngene.json),
-        ])
+        ] + stageSections)
+    }
+
+    /// `model.conditioning`, written only when not `class` (class-conditioned manifests resolve,
+    /// hash and reproduce exactly as before text conditioning existed).
+    var conditioningFields: [(String, JSONValue)] {
+        model.conditioning == "class" ? [] : [("conditioning", .string(model.conditioning))]
+    }
+
+    /// `text` (text-conditioned models) and `cretok` (its stage): written only where they apply.
+    var stageSections: [(String, JSONValue)] {
+        var out: [(String, JSONValue)] = []
+        if model.conditioning == "text" { out.append(("text", text.json)) }
+        if stage == "cretok" { out.append(("cretok", cretok.json)) }
+        return out
     }
 
     /// The resolved manifest as YAML: a valid manifest that reproduces the job.

@@ -11,6 +11,9 @@ struct ModelFile {
     var name: String
     /// "<job>/<file>", for reports.
     var source: String
+    /// A text-conditioned model's caption table (`text_table.safetensors` beside the weights),
+    /// already set on `model`; nil for class-conditioned models.
+    var textTable: TextConditioning.Table?
     /// The training step recorded in the file, when there is one.
     var step: Int? { file.metadata["step"].flatMap { Int($0) } }
 
@@ -50,7 +53,16 @@ struct ModelFile {
         do { try model.load(file) } catch {
             throw JobError(what: "\(shown) does not fit its DiT config: \(error)", where: shown, fix: "run the job that wrote it again")
         }
-        return ModelFile(model: model, file: file, name: name, source: "\(PretrainStage.inputName(ctx, role))/\(name)")
+        var table: TextConditioning.Table?
+        if config.isTextConditioned {
+            let t = try TextConditioning.readTable(ctx, directory: dir)
+            do { try model.setTextTable(t.rows) } catch {
+                throw JobError(what: "\(ctx.layout.relative(dir + "/" + TextConditioning.tableFileName)) does not fit \(shown): \(error)",
+                               where: shown, fix: "run the job that wrote them again")
+            }
+            table = t
+        }
+        return ModelFile(model: model, file: file, name: name, source: "\(PretrainStage.inputName(ctx, role))/\(name)", textTable: table)
     }
 
     /// The config as sorted-key JSON (the `learngene.dit_config` metadata every model file carries).

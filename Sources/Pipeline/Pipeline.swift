@@ -12,7 +12,7 @@ public enum PipelineSetup {
     }
 
     /// The stages this build runs.
-    public static var registry: StageRegistry { StageRegistry([PretrainStage(), EvaluateStage(), FinetuneStage(), CondenseStage(), InitStage()]) }
+    public static var registry: StageRegistry { StageRegistry([PretrainStage(), EvaluateStage(), FinetuneStage(), CondenseStage(), InitStage(), CreTokStage()]) }
 
     private static let bootstrapOnce: Void = {
         LoggingSystem.bootstrap { label in

@@ -81,6 +81,14 @@ public struct StageCatalog: Sendable {
                  InputRole(name: "dataset", required: true, shorthandKind: "dataset",
                            help: "the small data subset the size-specific part trains on")])
 
+    public static let cretok = StageDescription(
+        name: "cretok",
+        summary: "learn the <CreTok> token on the frozen text encoder; with a text-conditioned model, sample and score blends of class pairs",
+        inputs: [InputRole(name: "model", required: false, shorthandKind: "job",
+                           help: "a text-conditioned DiT job (model.conditioning: text) to sample blends from"),
+                 InputRole(name: "dataset", required: false, shorthandKind: "dataset",
+                           help: "the model's dataset: its classes are paired, its images give the blend score's class centroids")])
+
     /// The stages of this version.
-    public static let standard = StageCatalog([pretrain, evaluate, finetune, condense, initialize])
+    public static let standard = StageCatalog([pretrain, evaluate, finetune, condense, initialize, cretok])
 }

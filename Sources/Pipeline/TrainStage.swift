@@ -4,6 +4,7 @@ import Formats
 import Foundation
 import Metrics
 import Tensors
+import TextEncoder
 
 /// `pretrain` and `finetune`: train a class-conditional DiT on a dataset with DiT's recipe
 /// (AdamW, EMA, label dropout), then sample, measure and report.
@@ -53,11 +54,36 @@ struct TrainStage {
         }
         resolved.model.numClasses = .fixed(numClasses)
 
+        // Text conditioning: the manifest's for a fresh model, the starting model's otherwise.
+        var table: TextConditioning.Table?
+        if initial != nil && m.model.conditioning == "text" && !config.isTextConditioned {
+            throw JobError(what: "model.conditioning is text but \(initial!.source) is class-conditioned", where: "manifest field model.conditioning",
+                           fix: "fine-tune a text-conditioned model, or drop `conditioning: text` (the starting model decides)")
+        }
+        if m.model.conditioning == "text" || config.isTextConditioned {
+            let encoder = try TextConditioning.encoder(ctx, purpose: "text conditioning (model.conditioning: text)")
+            let hidden = encoder.encoder.config.hidden
+            if initial == nil {
+                config.textDim = hidden
+            } else if config.textDim != hidden {
+                throw JobError(what: "\(initial!.source) was trained on \(config.textDim)-d text embeddings, the installed encoder gives \(hidden)-d",
+                               where: encoder.folder, fix: "install the encoder the model was trained with (\(MiniLM.installCommand))")
+            }
+            guard numClasses == classes else {
+                throw JobError(what: "model.num_classes is \(numClasses) but a text-conditioned model has one caption per class folder (\(classes))",
+                               where: "manifest field model.num_classes", fix: "set model.num_classes to `auto`")
+            }
+            table = try TextConditioning.Table(classes: images.classes, template: m.text.caption, encoder: encoder)
+            resolved.model.conditioning = "text"
+        }
+
         let settings = TrainingSettings(
             optimizer: AdamWSettings(learningRate: m.training.learningRate, beta1: m.training.adamBeta1, beta2: m.training.adamBeta2,
                                      eps: m.training.adamEps, weightDecay: m.training.weightDecay),
             emaDecay: m.training.emaDecay)
         let trainer = try DiTTrainer(config: config, settings: settings, seed: UInt64(m.seed))
+        // The table is not a parameter: set once here; restoring a checkpoint keeps it.
+        if let table { try trainer.model.setTextTable(table.rows) }
         var notes: [String] = []
         if let initial { notes = try load(initial, into: trainer) }
 
@@ -72,9 +98,11 @@ struct TrainStage {
         ctx.progress.setPhase("writing weights")
         var meta = ["learngene_job": ctx.job, "learngene_config_hash": m.configHash, "learngene.dit_config": ModelFile.configJSON(config)]
         if let initial { meta["learngene.initialized_from"] = initial.source }
+        if let table { meta["learngene.text_table"] = TextConditioning.tableFileName }
         for (ema, name) in [(false, "model.safetensors"), (true, "ema.safetensors")] {
             try pretrain.write(trainer.modelFile(ema: ema, metadata: meta), to: ctx.outputDirectory + "/" + name)
         }
+        if let table { try pretrain.write(table.file, to: ctx.outputDirectory + "/" + TextConditioning.tableFileName) }
 
         // Samples, metrics, pictures.
         let outputs = ModelOutputs(ctx: ctx)
@@ -102,6 +130,11 @@ struct TrainStage {
             ("parameters", .int(trainer.model.layout.count)), ("trainable_parameters", .int(trainer.model.layout.count)),
             ("depth", .int(config.depth)), ("hidden_size", .int(config.hiddenSize)),
         ]
+        if let table {
+            fields.append(("conditioning", .object([("kind", .string("text")), ("text_dim", .int(config.textDim)),
+                                                    ("encoder", .string(table.encoder)),
+                                                    ("captions", .array(table.captions.map { .string($0) }))])))
+        }
         if stage == "finetune" {
             fields.append(("initialized_from", .string(initial?.source ?? "scratch (DiT initialization)")))
             fields.append(("learngene_bytes", learngeneBytes.map { .int($0) } ?? .null))
