@@ -252,6 +252,7 @@ public struct InitStage: Stage {
             if FileManager.default.fileExists(atPath: done), let text = FileOps.readString(summaryPath), let row = try? JSONValue.parse(text) {
                 rows.append(row)
                 curves.append((target.fileName, Self.curve(row)))
+                trainSeconds += row["train_seconds"]?.doubleValue ?? 0
                 continue
             }
             let label = "initializing depth \(target.config.depth)" + (target.config.hiddenSize == a.hiddenSize ? "" : ", width \(target.config.hiddenSize)")

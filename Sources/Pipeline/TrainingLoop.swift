@@ -64,6 +64,7 @@ struct TrainingLoop {
     }
 
     enum Outcome {
+        /// Training is complete; `wallSeconds` is the wall time of earlier processes only.
         case finished(State)
         case stopped(step: Int)
     }
@@ -173,7 +174,8 @@ struct TrainingLoop {
         }
         if lastSaved != trainer.step || ctx.checkpoints.completeSteps().last != base + trainer.step { try saveCheckpoint() }
         if ctx.shouldStop() { return .stopped(step: trainer.step) }
-        state.wallSeconds = wallBefore + Date().timeIntervalSince(wallStart)
+        // The caller adds its own process's wall time (it started before this loop).
+        state.wallSeconds = wallBefore
         return .finished(state)
     }
 }

@@ -36,6 +36,15 @@ import Tensors
         _ = LossCurvePlot.render(steps: [1, 2], values: [.nan, 1])
     }
 
+    /// Plot titles name stages and methods ("TRAINING LOSS", "CONDENSE LOSS (FINE)"): every
+    /// capital has a glyph, each 3×5.
+    @Test func everyCapitalLetterHasAGlyph() {
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789()-.:/" {
+            let g = Canvas.glyphs[c]
+            #expect(g?.count == 5 && g?.allSatisfy { $0.count == 3 } == true, "glyph \(c)")
+        }
+    }
+
     @Test func tickLabelsAreShort() {
         #expect(Ticks.label(0.05) == "0.05")
         #expect(Ticks.label(20000) == "20K")

@@ -102,6 +102,16 @@ import Testing
         #expect(Set(files).count == 3, "the three σ initializations gave the same weights")
     }
 
+    static let finetune = """
+        stage: finetune
+        inputs: {model: {job: init}, dataset: ds}
+        finetune: {model_file: depth-3.safetensors}
+        training: {steps: 200, batch_size: 4, log_every: 5}
+        checkpoint: {every: 7}
+        sampling: {count: 4, steps: 2, grid_columns: 2}
+        evaluation: {samples: 0}
+        """
+
     /// Runs `job` under `serve --once`, killing the daemon with SIGKILL at random moments
     /// until it publishes; returns the number of kills.
     static func killUntilPublished(_ root: TempRoot, job: String, maxKills: Int = 12) throws -> Int {
@@ -121,7 +131,7 @@ import Testing
         return kills
     }
 
-    @Test(arguments: ["fine", "wave"]) func condenseAndInitSurviveKillNine(method: String) throws {
+    @Test(arguments: ["fine", "wave"]) func condenseInitAndFinetuneSurviveKillNine(method: String) throws {
         let files = ["learngene.safetensors", "condensed.safetensors"], initFiles = ["depth-1.safetensors", "depth-3.safetensors"]
         func setUp(_ label: String) throws -> TempRoot {
             let root = TempRoot(label)
@@ -135,6 +145,7 @@ import Testing
         let ref = try setUp("kill-ref")
         ref.job("lg", Self.condense(method, steps: 300))
         ref.job("init", Self.initialize("lg", method, steps: 150))
+        ref.job("ft", Self.finetune)
         var r = try Learngene.run(["serve", "--once", "--root", ref.path], root: ref)
         #expect(r.status == 0, "\(r.stderr)")
         // Killed at random moments, job by job.
@@ -143,7 +154,12 @@ import Testing
         let k1 = try Self.killUntilPublished(root, job: "lg")
         root.job("init", Self.initialize("lg", method, steps: 150))
         let k2 = try Self.killUntilPublished(root, job: "init")
-        print("\(method): \(k1) kills during condense, \(k2) during init")
+        root.job("ft", Self.finetune)
+        let k3 = try Self.killUntilPublished(root, job: "ft")
+        print("\(method): \(k1) kills during condense, \(k2) during init, \(k3) during finetune")
+        for f in ["model.safetensors", "ema.safetensors", "samples.png"] {
+            #expect(FileManager.default.contents(atPath: root.path + "/Outbox/ft/\(f)") == FileManager.default.contents(atPath: ref.path + "/Outbox/ft/\(f)"), "\(method) ft/\(f) differs after \(k3) kills")
+        }
         for f in files {
             #expect(FileManager.default.contents(atPath: root.path + "/Outbox/lg/\(f)") == FileManager.default.contents(atPath: ref.path + "/Outbox/lg/\(f)"), "\(method) lg/\(f) differs after \(k1) kills")
         }
