@@ -344,7 +344,8 @@ struct CreTokRun {
         }
         if ctx.shouldStop() { return nil }
         // Class centroids from the dataset's real images (the cached reference features).
-        let referenceName = PretrainStage.inputName(ctx, "dataset")
+        // Named as the model's pretrain job names its training data, so its cached features are reused.
+        let referenceName = "\(PretrainStage.inputName(ctx, "dataset")) (the training data)"
         let reference = try evaluation.reference(images, name: referenceName, network: net)
         let subset = evaluation.referenceSubset(images)
         let D = reference.features.dimension
