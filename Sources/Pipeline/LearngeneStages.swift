@@ -275,7 +275,7 @@ public struct InitStage: Stage {
             if let kind = source as? KindParameterization { Self.foldExpectedGate(kind, into: dense) }
             let meta = ["learngene_job": ctx.job, "learngene_config_hash": m.configHash, "step": String(trainer.step), "weights": "raw",
                         "learngene.dit_config": ModelFile.configJSON(target.config), "learngene.method": method.rawValue,
-                        "learngene.learngene_bytes": String(4 * source.learngeneCount),
+                        "learngene.learngene_bytes": String(4 * learngene.learngeneCount),
                         "learngene.size_specific_floats": String(source.sizeSpecificCount)]
             try PretrainStage().write(dense.stateDict(metadata: meta), to: done)
             let row: JSONValue = .object([
@@ -297,7 +297,7 @@ public struct InitStage: Stage {
         }
         let outputs = ModelOutputs(ctx: ctx)
         if let first = curves.first(where: { !$0.1.isEmpty }) {
-            try outputs.writeLossCurve(first.1.map { (step: $0.step, loss: $0.loss) }, title: "INIT LOSS \(first.0.uppercased())")
+            try outputs.writeLossCurve(first.1.map { (step: $0.step, loss: $0.loss) }, title: "INIT LOSS \(first.0.replacingOccurrences(of: ".safetensors", with: "").uppercased())")
         }
         let metrics: JSONValue = .object([
             ("job", .string(ctx.job)), ("stage", .string("init")), ("method", .string(method.rawValue)), ("config_hash", .string(m.configHash)),
