@@ -1,3 +1,4 @@
+import Tensors
 import CLapack
 import COpenBLAS
 import Foundation
@@ -32,15 +33,7 @@ public struct Features: Sendable, Equatable, Codable {
 }
 
 /// Why a metric could not be computed.
-public struct MetricsError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var what: String
-    public var fix: String
-    public init(_ what: String, fix: String) {
-        self.what = what
-        self.fix = fix
-    }
-    public var description: String { "\(what) (\(fix))" }
-}
+public typealias MetricsError = FixableError
 
 /// Mean and covariance of a feature set: all the Fréchet distance needs of one side, so a
 /// dataset's statistics are computed once and cached (`ReferenceStatistics`).

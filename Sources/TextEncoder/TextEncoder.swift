@@ -1,3 +1,4 @@
+import Tensors
 /// TextEncoder: the frozen all-MiniLM-L6-v2 sentence encoder (BERT WordPiece tokenizer,
 /// 6-layer encoder, masked mean pooling, L2 normalization) with a backward pass to the input
 /// token embeddings, for CreTok. ../shared/docs/assets.md §3.
@@ -18,12 +19,4 @@
 public enum TextEncoderModule {}
 
 /// What went wrong, and how to fix it.
-public struct TextEncoderError: Error, CustomStringConvertible, Sendable, Equatable {
-    public var what: String
-    public var fix: String
-    public init(_ what: String, fix: String) {
-        self.what = what
-        self.fix = fix
-    }
-    public var description: String { "\(what) (\(fix))" }
-}
+public typealias TextEncoderError = FixableError
