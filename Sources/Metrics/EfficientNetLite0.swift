@@ -234,6 +234,7 @@ public final class EfficientNetLite0: @unchecked Sendable {
                     }
                 }
             }
+            Heartbeat.beat()  // thousands of images can take longer than the watchdog period
             start += count
         }
         return Outputs(pooled: Features(count: n, dimension: pooledDimension, values: pooled),

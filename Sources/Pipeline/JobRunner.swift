@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Tensors
 
 /// Runs one claimed job to its end: resume bookkeeping, input resolution, the stage, then
 /// publishing to `Outbox/` or failing to `Failed/`. The caller holds the job's lock.
@@ -34,6 +35,10 @@ public struct JobRunner: Sendable {
 
     public func run(_ claim: ClaimedJob) -> Outcome {
         var claim = claim
+        // Sampling steps and feature batches feed the watchdog through this hook.
+        let notifier = self.notifier
+        Heartbeat.install { notifier?.heartbeat() }
+        defer { Heartbeat.install(nil) }
         let log = JobLog(path: claim.logPath, job: claim.name, logger: logger)
         let life = Lifecycle(log: log)
 
@@ -135,7 +140,7 @@ public struct JobRunner: Sendable {
                 try writeRecords(claim: claim, manifest: result.manifest, output: output, started: started)
                 log.event("done", "\(result.summary); publishing to Outbox/\(claim.name)")
                 // The log is copied last so that it includes the line above.
-                try FileOps.copyFile(claim.logPath, to: output + "/log.jsonl")
+                try FileOps.copyFile(claim.logPath, to: output + "/log.jsonl", limit: FileOps.logCopyLimit)
                 let target = try spool.publish(claim)
                 life.apply(.publish)
                 logger.info("published \(layout.relative(target))", metadata: ["job": .string(claim.name)])

@@ -65,6 +65,75 @@ public enum NumpyArchive {
         return out
     }
 
+    /// The most data one ZIP32 member can hold (sizes and offsets are 32-bit).
+    public static let maxMemberBytes = 0xFFFF_FFFF - 4096
+
+    /// Bytes of an (N, …) uint8 array, or nil when it cannot go into a ZIP32 `.npz`.
+    public static func memberBytes(shape: [Int]) -> Int? {
+        var n = 1
+        for d in shape {
+            let (p, o) = n.multipliedReportingOverflow(by: d)
+            if o || d < 0 { return nil }
+            n = p
+        }
+        return n <= maxMemberBytes ? n : nil
+    }
+
+    /// Builds a one-array archive (`arr_0` as `numpy.savez` names it) from chunks, so the
+    /// data is held once, as bytes, while it is made (sampling many images).
+    public struct Writer {
+        public let shape: [Int]
+        let name: [UInt8]
+        public private(set) var bytes: [UInt8] = []
+        var crc: UInt32 = 0xFFFF_FFFF
+        let dataStart: Int
+        let expected: Int
+
+        /// nil when the array is too large for a ZIP32 archive (see `memberBytes`).
+        public init?(name: String = "arr_0", shape: [Int]) {
+            guard let count = NumpyArchive.memberBytes(shape: shape) else { return nil }
+            self.shape = shape
+            self.name = Swift.Array((name + ".npy").utf8)
+            let header = NumpyArchive.npy(shape: shape, bytes: [])
+            expected = header.count + count
+            bytes.reserveCapacity(30 + self.name.count + expected + 100 + self.name.count)
+            bytes += [UInt8](repeating: 0, count: 30) + self.name  // the local header, filled in by `finish`
+            dataStart = bytes.count
+            append(header)
+        }
+
+        /// Appends data bytes (npy header first, then the array in C order).
+        public mutating func append(_ chunk: [UInt8]) {
+            for b in chunk { crc = NumpyArchive.crcTable[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
+            bytes += chunk
+        }
+
+        /// The finished archive; the array must be complete.
+        public mutating func finish() -> [UInt8] {
+            let size = bytes.count - dataStart
+            precondition(size == expected, "npz writer: \(size) bytes of \(expected)")
+            let c = crc ^ 0xFFFF_FFFF
+            var local: [UInt8] = []
+            func u16(_ v: Int, _ b: inout [UInt8]) { b += [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
+            func u32(_ v: UInt32, _ b: inout [UInt8]) { for i in 0..<4 { b.append(UInt8((v >> (8 * UInt32(i))) & 0xFF)) } }
+            u32(0x0403_4B50, &local); u16(20, &local); u16(0, &local); u16(0, &local); u16(0, &local); u16(0x21, &local)
+            u32(c, &local); u32(UInt32(size), &local); u32(UInt32(size), &local)
+            u16(name.count, &local); u16(0, &local)
+            bytes.replaceSubrange(0..<30, with: local)
+            var central: [UInt8] = []
+            u32(0x0201_4B50, &central); u16(20, &central); u16(20, &central); u16(0, &central); u16(0, &central)
+            u16(0, &central); u16(0x21, &central); u32(c, &central); u32(UInt32(size), &central); u32(UInt32(size), &central)
+            u16(name.count, &central); u16(0, &central); u16(0, &central); u16(0, &central); u16(0, &central)
+            u32(0, &central); u32(0, &central)
+            central += name
+            let centralOffset = bytes.count
+            bytes += central
+            u32(0x0605_4B50, &bytes); u16(0, &bytes); u16(0, &bytes); u16(1, &bytes); u16(1, &bytes)
+            u32(UInt32(central.count), &bytes); u32(UInt32(centralOffset), &bytes); u16(0, &bytes)
+            return bytes
+        }
+    }
+
     static let crcTable: [UInt32] = (0..<256).map { i -> UInt32 in
         var c = UInt32(i)
         for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
