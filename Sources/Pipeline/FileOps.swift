@@ -139,9 +139,9 @@ enum FileOps {
         return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
-    /// The largest file the daemon copies (manifests, logs, error records): a copy never
-    /// holds more than this in memory, nor fills the disk with a user's huge file.
-    static let copyLimit = 64 << 20
+    /// The largest file the daemon copies by default (manifests, error records): the manifest
+    /// size limit, so a user's huge file is never duplicated (it is moved instead).
+    static var copyLimit: Int { ConfigNode.Limits().maxBytes }
     /// Job logs are the daemon's own, appended at every logged step: a larger cap.
     static let logCopyLimit = 1 << 30
 
