@@ -29,6 +29,9 @@ public struct JobRunner: Sendable {
         case stopped
         /// Nothing to do after all (already finished by a crashed predecessor).
         case skipped(String)
+        /// Not resumed: its checkpoint would give other bits here (`ResumeRefused`); still
+        /// claimed, checkpoints kept, until the daemon runs as the error's fix says.
+        case held(JobError)
     }
 
     var layout: SpoolLayout { spool.layout }
@@ -121,6 +124,12 @@ public struct JobRunner: Sendable {
         let outcome: StageOutcome
         do {
             outcome = try stage.run(context)
+        } catch let refused as ResumeRefused {
+            let e = refused.error
+            log.event("held", "not resumed: \(e.what) [\(e.where)] — fix: \(e.fix)", level: .error, [("error", e.json)])
+            logger.error("not resumed: \(e.what) [\(layout.relative(e.where))] — fix: \(e.fix)", metadata: ["job": .string(claim.name)])
+            progress.writeStatus(force: true, state: "held")
+            return .held(e)
         } catch let e as JobError {
             return fail(claim, life: life, e, stage: manifest.stage, log: log)
         } catch {

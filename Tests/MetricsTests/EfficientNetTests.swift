@@ -1,3 +1,4 @@
+import RealWeights
 import Foundation
 import Testing
 import Formats
@@ -50,9 +51,8 @@ import Tensors
     /// The real weights, when installed (they are 18 MB and cannot be committed). Set
     /// LEARNGENE_EFFNET_WEIGHTS or install them as the README says.
     @Test func realWeightsMatchReferenceWhenInstalled() throws {
-        guard let path = EfficientNetLite0.locateWeights(root: Self.repositoryRoot) else {
-            print("EfficientNetTests: skipped the real-weights check: \(EfficientNetLite0.missingWeightsMessage(root: Self.repositoryRoot))")
-            return
+        let path = try RealWeights.require("the EfficientNet-Lite0 weights", ifMissing: EfficientNetLite0.missingWeightsMessage(root: Self.repositoryRoot)) {
+            EfficientNetLite0.locateWeights(root: Self.repositoryRoot)
         }
         let net = try EfficientNetLite0(weights: try SafeTensors.read(contentsOf: path), inputSize: 112)
         #expect(net.pooledDimension == 1280 && net.classes == 1000 && net.spatialDimension == 7 * 7 * 7)

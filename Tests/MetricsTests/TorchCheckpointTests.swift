@@ -122,14 +122,32 @@ import Testing
     @Test(arguments: ["state-zip.pt", "state-legacy.pt"])
     func survivesCorruptedBytes(file: String) throws {
         let bytes = try DataFile.bytes(atPath: Self.path(file))
+        let good = try TorchCheckpoint.parse(bytes, name: file)
+        let names = good.tensors.map(\.name)
         var seed: UInt64 = 1
+        var refused = 0, same = 0
         for _ in 0..<300 {
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
             var copy = bytes
             let at = Int(seed >> 33) % copy.count
             copy[at] ^= UInt8(truncatingIfNeeded: (seed >> 13) | 1)
-            _ = try? TorchCheckpoint.parse(copy, name: "corrupted")
+            do throws(DataFileError) {
+                let c = try TorchCheckpoint.parse(copy, name: "corrupted")
+                // Parsed: in the zip layout every member is CRC-checked, so only bytes the
+                // names do not depend on can have changed; the legacy layout keeps its
+                // structure, so the same number of tensors.
+                if file.contains("zip") {
+                    #expect(c.tensors.map(\.name) == names, "byte \(at): parsed with other names")
+                } else {
+                    #expect(c.tensors.count == names.count, "byte \(at): parsed with \(c.tensors.count) tensors")
+                }
+                same += 1
+            } catch {
+                #expect(error.file == "corrupted" && !error.reason.isEmpty, "byte \(at): \(error)")
+                refused += 1
+            }
         }
+        #expect(refused > 0 && refused + same == 300)
     }
 
     @Test func refusesOtherFiles() throws {
