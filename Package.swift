@@ -68,6 +68,9 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // Fuzzing harness for the readers of outside bytes (Tools/fuzz/run.sh builds it with
+        // -sanitize=fuzzer); a normal build replays files through the same targets.
+        .executableTarget(name: "learngene-fuzz", dependencies: ["Formats", "Images", "Datasets", "Pipeline"], path: "Sources/learngene-fuzz"),
         // Tests against real weights (not in the repository): skipped when absent, failed under CI=true.
         .target(name: "RealWeights", path: "Tests/RealWeights"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),

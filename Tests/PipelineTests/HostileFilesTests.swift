@@ -152,3 +152,44 @@ import Testing
         }
     }
 }
+
+/// The watchdog is fed by progress; a long sampling pass is progress too (issue 14: nothing
+/// fed it between the phase lines, so systemd would kill a healthy daemon mid-sampling).
+@Suite(.serialized) struct WatchdogFeedingTests {
+    @Test func longSamplingKeepsFeedingTheWatchdog() throws {
+        let root = TempRoot("watchdog-sampling")
+        try PretrainProcessTests.tinyDataset(root)
+        root.job("j", """
+            stage: pretrain
+            inputs: {dataset: ds}
+            model: {input_size: 8, patch_size: 4, hidden_size: 16, depth: 1, num_heads: 2}
+            training: {steps: 4, batch_size: 4, log_every: 2}
+            sampling: {count: 2000, steps: 400, grid_columns: 2}
+            evaluation: {samples: 0}
+            """)
+        let listener = try SystemdNotifierTests.Listener(root.path + "/notify.sock")
+        // Pings are due every 0.5 s (half of WATCHDOG_USEC).
+        let p = try Learngene.start(["serve", "--once", "--root", root.path], root: root,
+                                    environment: ["NOTIFY_SOCKET": listener.name, "WATCHDOG_USEC": "1000000"])
+        var pings: [Double] = []
+        var samplingStart: Double?, samplingEnd: Double?, lastMessage = 0.0
+        while true {
+            guard let m = listener.receive() else { if !p.process.isRunning { break } else { continue } }
+            let now = SystemdNotifier.monotonic()
+            lastMessage = now
+            if m.contains("WATCHDOG=1") { pings.append(now) }
+            if m.contains("STATUS=j: sampling") { samplingStart = samplingStart ?? now }
+            if samplingStart != nil, samplingEnd == nil, m.contains("STATUS="), !m.contains("sampling") { samplingEnd = now }
+            if m.contains("STOPPING=1") { break }
+        }
+        let r = p.wait(timeout: 60)
+        #expect(r.status == 0, "\(r.stderr.suffix(2000))")
+        let start = try #require(samplingStart), end = samplingEnd ?? lastMessage
+        #expect(end - start > 2.5, "sampling took only \(end - start) s; the test needs it longer than the watchdog period")
+        let during = pings.filter { $0 >= start && $0 <= end }
+        var gaps: [Double] = []
+        var last = start
+        for t in during + [end] { gaps.append(t - last); last = t }
+        #expect((gaps.max() ?? .infinity) < 1.5, "longest time without WATCHDOG=1 while sampling: \(gaps.max() ?? -1) s (\(during.count) pings in \(end - start) s)")
+    }
+}
