@@ -23,8 +23,10 @@ enum FuzzTarget: String, CaseIterable {
                 let f = try SafeTensors.parse(bytes, name: "fuzz")
                 // Sound: what parsed is a valid file, and a write and read gives it back.
                 do { try SafeTensors.validate(f) } catch { fatalError("parsed but invalid: \(error)") }
+                var metadata = f.metadata
+                if metadata["format"] == nil { metadata["format"] = "pt" }  // serialize adds it, as the reference writer does
                 guard let again = try? SafeTensors.parse(SafeTensors.serialize(f), name: "again"),
-                      Set(again.tensors.keys) == Set(f.tensors.keys), again.metadata == f.metadata else {
+                      Set(again.tensors.keys) == Set(f.tensors.keys), again.metadata == metadata else {
                     fatalError("parsed file does not survive a write and read")
                 }
                 for (name, e) in f.tensors where again[name]?.bytes != e.bytes { fatalError("\(name) changed through a write") }
@@ -89,7 +91,21 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     return 0
 }
 
-#if !FUZZING
+#if FUZZING
+/// libFuzzer's entry (in libclang_rt.fuzzer), called with the program's arguments. SwiftPM
+/// links executables with `main` renamed to `<module>_main`, so libFuzzer's own `main` is
+/// not used: this one hands over to libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+
+@_cdecl("learngene_fuzz_main")
+func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var c = argc, v = argv
+    return LLVMFuzzerRunDriver(&c, &v) { data, size in fuzzOne(data, size) }
+}
+#else
 /// Replays files through a target (no libFuzzer): `learngene-fuzz <target> FILE...`.
 @main struct Replay {
     static func main() {
