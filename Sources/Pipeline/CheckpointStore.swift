@@ -24,8 +24,10 @@ public struct Numerics: Sendable, Equatable {
         self.blasCore = blasCore
     }
 
-    /// This process's settings.
-    public static var current: Numerics { Numerics(workers: Parallel.workers, blasThreads: Blas.threads, blasCore: Blas.coreName) }
+    /// This process's settings. OpenBLAS's count is read once: kernels drop it to 1 for a
+    /// moment (`parallelTasks`), and a store made in such a moment must not see that.
+    public static var current: Numerics { Numerics(workers: Parallel.workers, blasThreads: configuredBlasThreads, blasCore: Blas.coreName) }
+    private static let configuredBlasThreads = Blas.threads
 
     var json: JSONValue { ["workers": .int(workers), "openblas_threads": .int(blasThreads), "openblas_core": .string(blasCore)] }
 

@@ -12,7 +12,8 @@ struct ModelOutputs {
     let ctx: JobContext
 
     /// Samples `sampling.count` images (labels cycle through the classes, seed
-    /// `sampling.seed`), writes `samples.npz` (uint8 NHWC `arr_0`, as DiT's `sample_ddp.py`)
+    /// `sampling.seed`), writes `samples.npz` (uint8 NHWC `arr_0`, as DiT's `sample_ddp.py`,
+    /// and the int64 class labels `arr_1`, as ADM's class-conditional `image_sample.py`)
     /// and `samples.png`: one row per class (up to 32 rows), `sampling.grid_columns` images
     /// each, pixels doubled. Returns the sampling seconds (0 when `count` is 0).
     func writeSamples(model: DiTModel, numClasses: Int) throws -> Double {
@@ -44,7 +45,7 @@ struct ModelOutputs {
             ctx.progress.heartbeat()
         }
         let seconds = Date().timeIntervalSince(t0)
-        try write(npz.finish(), "samples.npz")
+        try write(npz.finish(appending: [NumpyArchive.Array(name: "arr_1", int64: labels)]), "samples.npz")
         try writePNG(Self.classGrid(kept, labels: grid.map { labels[$0] }, numClasses: numClasses, columns: m.sampling.gridColumns), "samples.png")
         return seconds
     }
@@ -83,7 +84,7 @@ struct ModelOutputs {
 
     /// `report.html`, linking every file present in the output folder.
     func writeReport(manifest: Manifest, metrics: MetricsReport?, facts: [(String, String)], timings: [(String, Double)],
-                     pictures: [Report.Picture]? = nil) throws {
+                     pictures: [Report.Picture]? = nil, classNames: [String] = []) throws {
         let dir = ctx.outputDirectory
         let present = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
         let shown = pictures ?? [
@@ -91,10 +92,11 @@ struct ModelOutputs {
             Report.Picture(caption: "training loss (mean per \(manifest.training.logEvery) steps; bold: smoothed)", path: "loss.png",
                            pixelated: false, displayWidth: 720),
         ].filter { present.contains($0.path) }
-        let report = Report(job: ctx.job, stage: manifest.stage, resolvedManifest: manifest.yaml(), metrics: metrics,
+        var report = Report(job: ctx.job, stage: manifest.stage, resolvedManifest: manifest.yaml(), metrics: metrics,
                             facts: facts.map { (name: $0.0, value: $0.1) }, pictures: shown,
                             timings: timings.map { (name: $0.0, seconds: $0.1) },
                             files: present + ["report.html", "metrics.json", "manifest.yaml", "log.jsonl"].filter { !present.contains($0) })
+        report.classNames = classNames
         try write(Array(report.html().utf8), "report.html")
     }
 
