@@ -40,8 +40,8 @@ public struct JobRunner: Sendable {
         var claim = claim
         // Sampling steps and feature batches feed the watchdog through this hook.
         let notifier = self.notifier
-        Heartbeat.install { notifier?.heartbeat() }
-        defer { Heartbeat.install(nil) }
+        let beat = Heartbeat.install { notifier?.heartbeat() }
+        defer { Heartbeat.remove(beat) }
         let log = JobLog(path: claim.logPath, job: claim.name, logger: logger)
         let life = Lifecycle(log: log)
 

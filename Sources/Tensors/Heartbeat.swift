@@ -4,24 +4,35 @@ import Foundation
 /// say they advanced: the daemon installs its watchdog ping here, so systemd's watchdog is
 /// fed by real progress, never by a timer, and a wedged loop is still restarted.
 public enum Heartbeat {
-    private final class Box: @unchecked Sendable {
+    private final class Observers: @unchecked Sendable {
         let lock = NSLock()
-        var beat: (@Sendable () -> Void)?
+        var next = 0
+        var all: [Int: @Sendable () -> Void] = [:]
     }
-    private static let box = Box()
+    private static let observers = Observers()
 
-    /// Installs (or with nil removes) what `beat()` calls.
-    public static func install(_ f: (@Sendable () -> Void)?) {
-        box.lock.lock()
-        box.beat = f
-        box.lock.unlock()
+    /// Adds what `beat()` calls; returns the id to `remove` it with. Several may be installed
+    /// (tests run jobs side by side in one process).
+    @discardableResult
+    public static func install(_ f: @escaping @Sendable () -> Void) -> Int {
+        observers.lock.lock()
+        defer { observers.lock.unlock() }
+        observers.next += 1
+        observers.all[observers.next] = f
+        return observers.next
     }
 
-    /// One unit of progress (cheap: the installed closure rate-limits its pings).
+    public static func remove(_ id: Int) {
+        observers.lock.lock()
+        observers.all[id] = nil
+        observers.lock.unlock()
+    }
+
+    /// One unit of progress (cheap: the installed closures rate-limit their pings).
     public static func beat() {
-        box.lock.lock()
-        let f = box.beat
-        box.lock.unlock()
-        f?()
+        observers.lock.lock()
+        let fs = observers.all.values
+        observers.lock.unlock()
+        for f in fs { f() }
     }
 }

@@ -41,6 +41,21 @@ import Tensors
     /// A quarter-width random network of Lite0's block structure (float16 weights in the
     /// legacy torch layout, read through `TorchCheckpoint`), at 72×72: feature maps of odd
     /// sizes exercise the asymmetric SAME padding.
+    /// Feature extraction over many images outlasts the watchdog period: every batch beats.
+    @Test func featureExtractionFeedsTheWatchdog() throws {
+        let weights = try TorchCheckpoint.read(contentsOf: Self.folder + "/tiny-lite0.pth").safeTensorsFile(source: "tiny-lite0.pth")
+        let net = try EfficientNetLite0(weights: weights, inputSize: 72)
+        final class Count: @unchecked Sendable { let lock = NSLock(); var n = 0 }
+        let count = Count()
+        let id = Heartbeat.install { count.lock.lock(); count.n += 1; count.lock.unlock() }
+        defer { Heartbeat.remove(id) }
+        let images = Tensor(shape: [40, 3, 28, 28])
+        _ = net.features(images: images, batchSize: 8)
+        count.lock.lock()
+        defer { count.lock.unlock() }
+        #expect(count.n >= 5, "\(count.n) heartbeats for 5 batches")
+    }
+
     @Test func tinyNetworkMatchesReference() throws {
         let weights = try TorchCheckpoint.read(contentsOf: Self.folder + "/tiny-lite0.pth").safeTensorsFile(source: "tiny-lite0.pth")
         let net = try EfficientNetLite0(weights: weights, inputSize: 72)
