@@ -83,7 +83,7 @@ import Testing
         #expect(!StatusReport.heldLockInodes().contains(inode))
     }
 
-    @Test func numpyArchiveLayout() {
+    @Test func numpyArchiveLayout() throws {
         let npy = NumpyArchive.npy(shape: [2, 3, 3, 1], bytes: [UInt8](repeating: 7, count: 18))
         #expect(Array(npy.prefix(8)) == [0x93] + Array("NUMPY".utf8) + [1, 0])
         let headerLength = Int(npy[8]) | Int(npy[9]) << 8

@@ -3,7 +3,8 @@
 #
 #   Tools/fuzz/run.sh [SECONDS] [TARGET...]
 #
-# Builds `learngene-fuzz` with -sanitize=fuzzer (debug: Swift's bounds and overflow checks
+# Builds `learngene-fuzz` with -sanitize=fuzzer (the C shims around libpng and libjpeg
+# instrumented too; the system libraries are not) in debug mode (Swift's bounds and overflow checks
 # stay on, so a bad index traps instead of reading past a buffer), then runs each target for
 # SECONDS (default 60) from the committed seed corpus in Tools/fuzz/corpus/<target>. New
 # inputs go to .build-fuzz/corpus/<target>, crashes to .build-fuzz/crashes/. Targets:
@@ -18,7 +19,7 @@ seconds=${1:-60}
 targets=${*:-"safetensors torch idx manifest-yaml manifest-json png jpeg"}
 scratch=.build-fuzz
 swift build -c debug --scratch-path "$scratch" --product learngene-fuzz \
-    -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING
+    -Xswiftc -sanitize=fuzzer -Xswiftc -DFUZZING -Xcc -fsanitize=fuzzer-no-link
 bin="$scratch/debug/learngene-fuzz"
 mkdir -p "$scratch/crashes"
 status=0
