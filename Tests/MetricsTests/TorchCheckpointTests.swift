@@ -150,6 +150,21 @@ import Testing
         #expect(refused > 0 && refused + same == 300)
     }
 
+    /// Found by fuzzing (Tools/fuzz): a legacy file whose "protocol version" is a list nested
+    /// 100 000 deep. Loading it is iterative, but the error message printed the value, and
+    /// its description recursed until the stack overflowed.
+    @Test func deeplyNestedProtocolVersionIsAnErrorNotAStackOverflow() {
+        let magic: [UInt8] = [0x80, 0x02, 0x8A, 10, 108, 252, 156, 70, 249, 32, 106, 168, 80, 25, 0x2E]
+        let depth = 100_000
+        let nested: [UInt8] = [0x80, 0x02] + [UInt8](repeating: 0x5D, count: depth) + [UInt8](repeating: 0x61, count: depth - 1) + [0x2E]
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.parse(magic + nested, name: "nested")
+            Issue.record("parsed")
+        } catch {
+            #expect(error.reason.contains("protocol version is a list"), "\(error)")
+        }
+    }
+
     @Test func refusesOtherFiles() throws {
         #expect(throws: DataFileError.self) { try TorchCheckpoint.parse([], name: "empty") }
         #expect(throws: DataFileError.self) { try TorchCheckpoint.parse(Array("hello".utf8), name: "text") }
