@@ -151,8 +151,8 @@ import Testing
     }
 
     /// Found by fuzzing (Tools/fuzz): a legacy file whose "protocol version" is a list nested
-    /// 100 000 deep. Loading it is iterative, but the error message printed the value, and
-    /// its description recursed until the stack overflowed.
+    /// 100 000 deep. Loading it is iterative, but the error message printed the value (its
+    /// description recursed until the stack overflowed), and freeing it recursed as deep.
     @Test func deeplyNestedProtocolVersionIsAnErrorNotAStackOverflow() {
         let magic: [UInt8] = [0x80, 0x02, 0x8A, 10, 108, 252, 156, 70, 249, 32, 106, 168, 80, 25, 0x2E]
         let depth = 100_000
@@ -161,7 +161,35 @@ import Testing
             _ = try TorchCheckpoint.parse(magic + nested, name: "nested")
             Issue.record("parsed")
         } catch {
-            #expect(error.reason.contains("protocol version is a list"), "\(error)")
+            #expect(error.reason.contains("deeper than 100 levels"), "\(error)")
+        }
+    }
+
+    /// The same through the memo: a chain of dicts built top-down (each filled after it was
+    /// placed in its parent), and 2⁴⁰ paths through one tuple shared by DUP: refused or read
+    /// without recursion or an exponential walk.
+    @Test func deepChainsThroughTheMemoAndSharedTuplesAreRefused() {
+        let magic: [UInt8] = [0x80, 0x02, 0x8A, 10, 108, 252, 156, 70, 249, 32, 106, 168, 80, 25, 0x2E]
+        var chain: [UInt8] = [0x80, 0x02, 0x7D, 0x94, 0x30]  // {} memoized as 0, popped
+        for i in 0..<50_000 {
+            // get memo[i]; key 0; {} memoized as i+1; SETITEM; pop
+            chain += [0x6A] + withUnsafeBytes(of: UInt32(i).littleEndian, Array.init) + [0x4B, 0, 0x7D, 0x94, 0x73, 0x30]
+        }
+        chain += [0x68, 0, 0x2E]
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.parse(magic + chain, name: "chain")
+            Issue.record("parsed")
+        } catch {
+            #expect(error.reason.contains("deeper than 100 levels"), "\(error)")
+        }
+        var dag: [UInt8] = [0x80, 0x02, 0x29]
+        for _ in 0..<40 { dag += [0x32, 0x86] }  // DUP, TUPLE2: (t, t)
+        dag += [0x2E]
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.parse(magic + dag, name: "dag")
+            Issue.record("parsed")
+        } catch {
+            #expect(error.reason.contains("protocol version is a tuple"), "\(error)")
         }
     }
 
