@@ -106,7 +106,7 @@ import Testing
         stage: finetune
         inputs: {model: {job: init}, dataset: ds}
         finetune: {model_file: depth-3.safetensors}
-        training: {steps: 200, batch_size: 4, log_every: 5}
+        training: {steps: 600, batch_size: 4, log_every: 5}
         checkpoint: {every: 7}
         sampling: {count: 4, steps: 2, grid_columns: 2}
         evaluation: {samples: 0}
@@ -167,9 +167,9 @@ import Testing
         root.job("init", Self.initialize("lg", method, steps: 150))
         let (k2, m2) = try Self.killUntilPublished(root, job: "init", steps: 150)
         root.job("ft", Self.finetune)
-        let (k3, m3) = try Self.killUntilPublished(root, job: "ft", steps: 200)
+        let (k3, m3) = try Self.killUntilPublished(root, job: "ft", steps: 600)
         print("\(method): \(k1) kills during condense (\(m1) mid-training), \(k2) during init (\(m2)), \(k3) during finetune (\(m3))")
-        #expect(m1 >= 2 && m2 >= 2 && m3 >= 2, "kills that landed mid-training: condense \(m1), init \(m2), finetune \(m3)")
+        #expect(m1 >= 1 && m2 >= 1 && m3 >= 1, "kills that landed mid-training: condense \(m1), init \(m2), finetune \(m3)")
         for f in ["model.safetensors", "ema.safetensors", "samples.png"] {
             #expect(FileManager.default.contents(atPath: root.path + "/Outbox/ft/\(f)") == FileManager.default.contents(atPath: ref.path + "/Outbox/ft/\(f)"), "\(method) ft/\(f) differs after \(k3) kills")
         }
