@@ -5,7 +5,7 @@ import Tensors
 public struct SamplingSettings: Codable, Sendable, Equatable {
     /// Respaced reverse steps (DiT uses 250 DDPM steps; CPU runs want fewer).
     public var steps: Int = 50
-    /// "ddpm" or "ddim".
+    /// "ddpm", "ddim" or "dpm++2m" (DPM-Solver++(2M)).
     public var sampler: String = "ddpm"
     /// DDIM's η (0 = deterministic).
     public var eta: Float = 0
@@ -22,14 +22,23 @@ public struct SamplingSettings: Codable, Sendable, Equatable {
         self.guidanceMode = guidanceMode
     }
 
-    public var diffusionSampler: DiffusionSampler { sampler == "ddim" ? .ddim(eta: eta) : .ddpm }
+    /// The sampler names a manifest may use.
+    public static let samplerNames = ["ddpm", "ddim", "dpm++2m"]
+
+    public var diffusionSampler: DiffusionSampler {
+        switch sampler {
+        case "ddim": return .ddim(eta: eta)
+        case "dpm++2m": return .dpmSolverPP2M
+        default: return .ddpm
+        }
+    }
     public var mode: GuidanceMode { guidanceMode == "dit" ? .ditFirstThreeChannels : .standard }
 
     /// Problems with these settings, each naming the field and the fix.
     public func problems() -> [String] {
         var out: [String] = []
         if steps < 2 || steps > 1000 { out.append("sampling.steps \(steps) must be in 2…1000 (DiT's respacing needs two steps)") }
-        if !["ddpm", "ddim"].contains(sampler) { out.append("sampling.sampler \"\(sampler)\" must be \"ddpm\" or \"ddim\"") }
+        if !Self.samplerNames.contains(sampler) { out.append("sampling.sampler \"\(sampler)\" must be one of \(Self.samplerNames.joined(separator: ", "))") }
         if !(0...1).contains(eta) { out.append("sampling.eta \(eta) must be in [0, 1]") }
         if !(guidance >= 0 && guidance <= 50) { out.append("sampling.guidance \(guidance) must be in [0, 50]") }
         if !["standard", "dit"].contains(guidanceMode) { out.append("sampling.guidance_mode \"\(guidanceMode)\" must be \"standard\" or \"dit\"") }

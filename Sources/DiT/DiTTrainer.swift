@@ -2,13 +2,30 @@ import Foundation
 import Formats
 import Tensors
 
-/// How a DiT is trained (DiT's `train.py` recipe; every value a manifest setting).
+/// How a DiT is trained: DiT's `train.py` recipe by default (AdamW lr 1e-4, EMA 0.9999,
+/// uniform ε-MSE + VB, no clipping), plus the step-dependent parts of faster recipes
+/// (`TrainingRecipe.swift`): warmup and decay of the learning rate, EMA schedules, Min-SNR
+/// weighting. Every value is a manifest setting; checkpoints record them all.
 public struct TrainingSettings: Codable, Sendable, Equatable {
     public var optimizer = AdamWSettings()
-    /// EMA decay per step (DiT: 0.9999; short CPU runs want less, e.g. 0.999).
+    /// EMA decay per step (DiT: 0.9999; short CPU runs want less, e.g. 0.999), or the ceiling
+    /// of the `.warmup` schedule.
     public var emaDecay: Double = 0.9999
     /// Clip the global gradient norm to this value (nil: no clipping, as DiT).
     public var gradClip: Double? = nil
+    public var lrSchedule: LearningRateSchedule = .constant
+    /// Linear warmup of the learning rate over this many steps (0: none, as DiT).
+    public var warmupSteps: Int = 0
+    /// The run's length, for the decay schedules (0: no decay).
+    public var totalSteps: Int = 0
+    /// Where the decay schedules end, as a fraction of the base rate.
+    public var minLearningRateFraction: Double = 0
+    public var emaSchedule: EMASchedule = .constant
+    /// γ of the power-function EMA (Karras et al. 2024: 6.94 ↔ σ_rel 0.10).
+    public var emaPowerGamma: Double = 6.94
+    public var lossWeighting: LossWeighting = .uniform
+    /// γ of Min-SNR-γ (Hang et al. 2023 use 5).
+    public var minSNRGamma: Double = 5
     public init(optimizer: AdamWSettings = .init(), emaDecay: Double = 0.9999, gradClip: Double? = nil) {
         self.optimizer = optimizer
         self.emaDecay = emaDecay
@@ -55,13 +72,15 @@ public struct TrainerRandomState: Codable, Sendable, Equatable {
 extension DiTModel {
     /// DiT's training loss for one step's draws: x_t = q_sample(x₀ = images, t, noise) into
     /// `xT`, the model output at (x_t, t, y) into `out`, d(lossMean)/d(out) into `dOut`.
+    /// `mseWeights` (one per sample, nil = DiT's uniform loss) weight the ε-MSE term.
     public func diffusionLoss(_ diffusion: GaussianDiffusion, images: UnsafePointer<Float>, t: [Int], y: [Int],
                               noise: UnsafePointer<Float>, xT: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>,
-                              dOut: UnsafeMutablePointer<Float>) -> DiffusionLossTerms {
+                              dOut: UnsafeMutablePointer<Float>, mseWeights: [Float]? = nil) -> DiffusionLossTerms {
         let m = config.inChannels * config.inputSize * config.inputSize
         diffusion.qSample(xStart: images, noise: noise, t: t, out: xT, elementsPerSample: m)
         forward(x: xT, t: t, y: y, out: out)
-        return diffusion.trainingLosses(xStart: images, noise: noise, t: t, modelOutput: out, elementsPerSample: m, gradOutput: dOut)
+        return diffusion.trainingLosses(xStart: images, noise: noise, t: t, modelOutput: out, elementsPerSample: m, gradOutput: dOut,
+                                        mseWeights: mseWeights)
     }
 }
 
@@ -111,19 +130,20 @@ public final class DiTTrainer: @unchecked Sendable {
     }
 
     /// One optimizer step on a batch of images (N, C, S, S) in [−1, 1] with class labels.
+    /// `learningRate` overrides the settings' schedule for this step.
     @discardableResult
     public func trainStep(images: UnsafePointer<Float>, labels: [Int], learningRate: Double? = nil) -> StepStats {
         let N = labels.count
         buffers(N)
         let (t, y) = random.drawStep(labels: labels, config: config, numTimesteps: diffusion.numTimesteps, noise: noise.data)
         let terms = model.diffusionLoss(diffusion, images: images, t: t, y: y, noise: noise.data, xT: xT.data, out: out.data,
-                                        dOut: dOut.data)
+                                        dOut: dOut.data, mseWeights: settings.mseWeights(t: t, diffusion: diffusion))
         model.zeroGrad()
         model.backward(dOut: dOut.data)
         var norm: Float?
         if let clip = settings.gradClip { norm = Float(clipGradientNorm(model.grads, maxNorm: clip)) }
-        optimizer.update(params: model.params, grads: model.grads, lr: learningRate)
-        emaUpdate(ema: ema, params: model.params, decay: Float(settings.emaDecay))
+        optimizer.update(params: model.params, grads: model.grads, lr: learningRate ?? settings.learningRate(afterSteps: optimizer.step))
+        emaUpdate(ema: ema, params: model.params, decay: Float(settings.emaDecay(atStep: optimizer.step)))
         let mse = terms.mse.reduce(0, +) / Float(N), vb = terms.vb.reduce(0, +) / Float(N)
         return StepStats(loss: terms.lossMean, mse: mse, vb: vb, gradNorm: norm)
     }

@@ -119,11 +119,16 @@ extension GaussianDiffusion {
     ///
     /// Per-sample sums are accumulated in float64 in a fixed order (the float32 elementwise values
     /// are DiT's); samples run in parallel, so results do not depend on the thread count.
+    ///
+    /// `mseWeights` (one per sample; nil = 1, DiT's loss) weight the ε-MSE term:
+    /// loss_n = w_n·mse_n + vb_n, and the ε gradient is scaled by w_n (Min-SNR-γ). `mse` in the
+    /// result stays the unweighted mean square error.
     public func trainingLosses(xStart: UnsafePointer<Float>, noise: UnsafePointer<Float>, t: [Int],
                                modelOutput: UnsafePointer<Float>, elementsPerSample m: Int,
-                               gradOutput: UnsafeMutablePointer<Float>?) -> DiffusionLossTerms {
+                               gradOutput: UnsafeMutablePointer<Float>?, mseWeights: [Float]? = nil) -> DiffusionLossTerms {
         let n = t.count
         precondition(n > 0 && m > 0)
+        precondition(mseWeights == nil || mseWeights!.count == n, "one MSE weight per sample")
         precondition(t.allSatisfy { $0 >= 0 && $0 < numTimesteps }, "timestep out of range")
         let cs = t.map { coefficients[$0] }
         var mse = [Float](repeating: 0, count: n), vb = mse
@@ -142,6 +147,7 @@ extension GaussianDiffusion {
                         let eps = modelOutput + s * 2 * m, v = eps + m
                         let gradV = gradOutput.map { $0 + s * 2 * m + m }
                         let gradE = gradOutput.map { $0 + s * 2 * m }
+                        let gEpsS = mseWeights.map { gEps * $0[s] } ?? gEps
                         // d(loss)/d(logσ²) -> d/dv: dlogσ²/dv = (max_log − min_log)/2
                         let gV = Float(gVbBase * 0.5 * Double(c.logBeta - c.posteriorLogVarianceClipped))
                         let lvTrue = c.posteriorLogVarianceClipped
@@ -150,7 +156,7 @@ extension GaussianDiffusion {
                             let xt = GaussianDiffusion.qSampleElement(c, x0[j], nz[j])
                             let d = nz[j] - eps[j]
                             sumMse += Double(d * d)
-                            if let gE = gradE { gE[j] = gEps * (eps[j] - nz[j]) }
+                            if let gE = gradE { gE[j] = gEpsS * (eps[j] - nz[j]) }
 
                             // p_mean_variance on frozen_out, clip_denoised=False
                             let lv = GaussianDiffusion.modelLogVariance(c, v[j])
@@ -200,20 +206,21 @@ extension GaussianDiffusion {
                 }
             }
         }
-        let loss = (0..<n).map { mse[$0] + vb[$0] }
+        var loss = [Float](repeating: 0, count: n)
+        for s in 0..<n { loss[s] = (mseWeights?[s] ?? 1) * mse[s] + vb[s] }
         let lossMean = Float(loss.reduce(0.0) { $0 + Double($1) } / Double(n))
         return DiffusionLossTerms(mse: mse, vb: vb, loss: loss, lossMean: lossMean)
     }
 
     /// Array form of `trainingLosses`: returns the terms and d(lossMean)/d(model output).
-    public func trainingLosses(xStart: [Float], noise: [Float], t: [Int], modelOutput: [Float])
+    public func trainingLosses(xStart: [Float], noise: [Float], t: [Int], modelOutput: [Float], mseWeights: [Float]? = nil)
         -> (terms: DiffusionLossTerms, gradOutput: [Float]) {
         precondition(!t.isEmpty && xStart.count == noise.count && xStart.count % t.count == 0
                      && modelOutput.count == 2 * xStart.count, "shape mismatch")
         var grad = [Float](repeating: 0, count: modelOutput.count)
         let terms = grad.withUnsafeMutableBufferPointer { g in
             trainingLosses(xStart: xStart, noise: noise, t: t, modelOutput: modelOutput,
-                           elementsPerSample: xStart.count / t.count, gradOutput: g.baseAddress!)
+                           elementsPerSample: xStart.count / t.count, gradOutput: g.baseAddress!, mseWeights: mseWeights)
         }
         return (terms, grad)
     }

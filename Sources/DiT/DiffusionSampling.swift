@@ -16,6 +16,10 @@ public enum DiffusionSampler: Sendable, Equatable {
     case ddpm
     /// `ddim_sample` with η (0 = deterministic DDIM). The learned variance is not used.
     case ddim(eta: Float)
+    /// DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2): the multistep
+    /// second-order solver of the diffusion ODE in data prediction, on the same respaced
+    /// timesteps. Deterministic; the learned variance is not used. See `dpmSolverStep`.
+    case dpmSolverPP2M
 }
 
 /// How classifier-free guidance combines the conditional and unconditional outputs.
@@ -88,21 +92,38 @@ extension GaussianDiffusion {
     public func sample(model: DenoiserFn, shape: [Int], labels: [Int], respacing: String,
                        sampler: DiffusionSampler = .ddpm, guidance: Float = 1, cfgMode: GuidanceMode = .ditFirstThreeChannels,
                        nullClass: Int, clipDenoised: Bool = true, rng: inout RandomStream) throws -> Tensor {
+        let x = Tensor(shape: shape)
+        rng.fillNormal(x.data, count: x.count)
+        try respaced(respacing).denoise(x, model: model, labels: labels, sampler: sampler, guidance: guidance, cfgMode: cfgMode,
+                                        nullClass: nullClass, clipDenoised: clipDenoised, rng: &rng)
+        return x
+    }
+
+    /// The reverse loop of `sample` over every step of this (already respaced) process, from
+    /// the noise in `x` (N, C, H, W), which it overwrites with the samples. `rng` gives the
+    /// noise of the stochastic steps only. Tests start it from a reference's noise.
+    public func denoise(_ x: Tensor, model: DenoiserFn, labels: [Int], sampler: DiffusionSampler = .ddpm, guidance: Float = 1,
+                        cfgMode: GuidanceMode = .ditFirstThreeChannels, nullClass: Int, clipDenoised: Bool = true,
+                        rng: inout RandomStream) throws {
+        let shape = x.shape
         precondition(shape.count == 4, "shape must be (N, C, H, W)")
         let n = shape[0], ch = shape[1], hw = shape[2] * shape[3], m = ch * hw
         precondition(labels.count == n, "one label per sample")
-        let process = try respaced(respacing)
+        let process = self
         let useCfg = guidance != 1
         let rows = useCfg ? 2 * n : n
 
-        let x = Tensor(shape: shape)                                    // x_t, updated in place
         let modelIn = useCfg ? Tensor(shape: [rows, ch, shape[2], shape[3]]) : x
         let modelOut = Tensor(shape: [rows, 2 * ch, shape[2], shape[3]])
         let guided = useCfg ? Tensor(shape: [n, 2 * ch, shape[2], shape[3]]) : modelOut
         let noise = Tensor(shape: shape)
         let modelLabels = useCfg ? labels + [Int](repeating: nullClass, count: n) : labels
 
-        rng.fillNormal(x.data, count: n * m)
+        // DPM-Solver++(2M) keeps the previous step's data prediction.
+        let isDPM = sampler == .dpmSolverPP2M
+        let previousX0 = Tensor(shape: isDPM ? shape : [0])
+        var previousLambda: Double? = nil
+
         for i in stride(from: process.numTimesteps - 1, through: 0, by: -1) {
             let tModel = [Int](repeating: process.timestepMap[i], count: rows)
             if useCfg {
@@ -124,9 +145,64 @@ extension GaussianDiffusion {
                 if noisy { rng.fillNormal(noise.data, count: n * m) }
                 process.ddimStep(x: x.data, modelOutput: guided.data, t: i, eta: eta, noise: noisy ? noise.data : nil,
                                  batch: n, elementsPerSample: m, clipDenoised: clipDenoised)
+            case .dpmSolverPP2M:
+                previousLambda = process.dpmSolverStep(x: x.data, modelOutput: guided.data, t: i, previousX0: previousX0.data,
+                                                       previousLambda: previousLambda, batch: n, elementsPerSample: m,
+                                                       clipDenoised: clipDenoised)
             }
         }
-        return x
+    }
+
+    /// One DPM-Solver++(2M) step in place, from index `t` of this process to `t − 1` (to the
+    /// clean image, σ = 0, at `t = 0`). With α_s = sqrt(ᾱ_s), σ_s = sqrt(1 − ᾱ_s) and
+    /// λ = log(α/σ) (computed in float64 from `alphasCumprod`):
+    ///   x̂0 = (x − σ_s·ε)/α_s, clamped to [−1, 1] if `clipDenoised`;
+    ///   first step (no previous x̂0):  x ← (σ_t/σ_s)·x − α_t(e^{−h} − 1)·x̂0,    h = λ_t − λ_s;
+    ///   later steps, with r = (λ_s − λ_prev)/h and D = (x̂0 − x̂0_prev)/r:
+    ///                                  x ← (σ_t/σ_s)·x − α_t(e^{−h} − 1)·(x̂0 + D/2);
+    ///   last step (t = 0 → σ = 0): x ← x̂0 (the first-order step with σ_t = 0, as diffusers'
+    ///   `DPMSolverMultistepScheduler` with `final_sigmas_type="zero"` takes it).
+    /// `previousX0` (N·M floats, the caller's) holds the previous step's x̂0 and receives this
+    /// step's. Returns λ_s, to pass as `previousLambda` to the next step (nil on the first).
+    public func dpmSolverStep(x: UnsafeMutablePointer<Float>, modelOutput: UnsafePointer<Float>, t: Int,
+                              previousX0: UnsafeMutablePointer<Float>, previousLambda: Double?,
+                              batch n: Int, elementsPerSample m: Int, clipDenoised: Bool) -> Double {
+        let abS = alphasCumprod[t]
+        let alphaS = abS.squareRoot(), sigmaS = (1 - abS).squareRoot()
+        let lambdaS = log(alphaS) - log(sigmaS)
+        let invAlpha = Float(1 / alphaS), sigS = Float(sigmaS)
+        // Coefficients of x, x̂0 and the difference term (float32, like the elementwise math).
+        var cx: Float = 0, c0: Float = 1, cd: Float = 0
+        if t > 0 {
+            let abT = alphasCumprod[t - 1]
+            let alphaT = abT.squareRoot(), sigmaT = (1 - abT).squareRoot()
+            let h = (log(alphaT) - log(sigmaT)) - lambdaS
+            let phi = -alphaT * expm1(-h)                  // −α_t(e^{−h} − 1)
+            cx = Float(sigmaT / sigmaS)
+            c0 = Float(phi)
+            if let lp = previousLambda {
+                let r = (lambdaS - lp) / h
+                cd = Float(phi * 0.5 / r)                  // multiplies (x̂0 − x̂0_prev)
+            }
+        }
+        let useD = cd != 0
+        Parallel.forRanges(n * m, costPerItem: 12) { r in
+            var i = r.lowerBound
+            while i < r.upperBound {
+                let s = i / m, end = Swift.min(r.upperBound, (s + 1) * m)
+                let eps = modelOutput + s * 2 * m
+                for k in i..<end {
+                    var p = (x[k] - sigS * eps[k - s * m]) * invAlpha
+                    if clipDenoised { p = Swift.min(Swift.max(p, -1), 1) }
+                    var next = cx * x[k] + c0 * p
+                    if useD { next += cd * (p - previousX0[k]) }
+                    x[k] = next
+                    previousX0[k] = p
+                }
+                i = end
+            }
+        }
+        return lambdaS
     }
 
     /// One `p_sample` step in place: x ← μ + exp(½ logσ²)·noise (`noise` nil: x ← μ, the t = 0

@@ -150,7 +150,7 @@ public final class LearngeneTrainer: @unchecked Sendable {
         buffers(N)
         let (t, y) = random.drawStep(labels: labels, config: c, numTimesteps: diffusion.numTimesteps, noise: noise.data)
         let terms = host.diffusionLoss(diffusion, images: images, t: t, y: y, noise: noise.data, xT: xT.data, out: out.data,
-                                       dOut: dOut.data)
+                                       dOut: dOut.data, mseWeights: settings.mseWeights(t: t, diffusion: diffusion))
         var distill: Float?
         if let teacher {
             teacher.forward(x: xT.data, t: t, y: y, out: teacherOut.data)
@@ -161,9 +161,10 @@ public final class LearngeneTrainer: @unchecked Sendable {
         host.backward(dOut: dOut.data)
         var norm: Float?
         if let clip = settings.gradClip { norm = Float(clipTrainable(maxNorm: clip)) }
-        hostOptimizer.update(params: host.params, grads: host.grads, lr: learningRate)
-        sourceOptimizer.update(params: source.params, grads: source.grads, lr: learningRate)
-        let decay = Float(settings.emaDecay)
+        let lr = learningRate ?? settings.learningRate(afterSteps: sourceOptimizer.step)
+        hostOptimizer.update(params: host.params, grads: host.grads, lr: lr)
+        sourceOptimizer.update(params: source.params, grads: source.grads, lr: lr)
+        let decay = Float(settings.emaDecay(atStep: sourceOptimizer.step))
         rangedEMA(hostEMA, host.params, hostTrainable, decay)
         rangedEMA(sourceEMA, source.params, sourceTrainable, decay)
         let mse = terms.mse.reduce(0, +) / Float(N), vb = terms.vb.reduce(0, +) / Float(N)

@@ -210,7 +210,8 @@ public final class EfficientNetLite0: @unchecked Sendable {
     /// `ImagePreprocessing`). `batchSize` images go through together (bigger batches make
     /// the 1×1 convolutions' products larger; memory grows with it: ~40 MB per image at 224,
     /// a quarter at 112).
-    public func features(images: Tensor, batchSize: Int = 16) -> Outputs {
+    /// `progress` hears (images done, total) after every batch (for ETA lines).
+    public func features(images: Tensor, batchSize: Int = 16, progress: FeatureProgress? = nil) -> Outputs {
         precondition(images.shape.count == 4 && (images.shape[1] == 1 || images.shape[1] == 3),
                      "EfficientNetLite0.features: images must be (N, 1 or 3, H, W), got \(images.shape)")
         let n = images.shape[0]
@@ -235,6 +236,7 @@ public final class EfficientNetLite0: @unchecked Sendable {
                 }
             }
             start += count
+            progress?(start, n)
         }
         return Outputs(pooled: Features(count: n, dimension: pooledDimension, values: pooled),
                        spatial: Features(count: n, dimension: spatialDimension, values: spatial),

@@ -13,21 +13,26 @@ public struct ReferenceStatistics: Sendable {
     public var key: String
     public var pooled: FrechetStatistics
     public var spatial: FrechetStatistics
-    /// The pooled features of the reference images (for precision/recall).
+    /// The pooled features of the reference images (for precision/recall and the class probe).
     public var features: Features
+    /// The class of each feature row (nil: unlabelled images; no class accuracy then).
+    public var labels: [Int]?
 
-    public init(key: String, pooled: FrechetStatistics, spatial: FrechetStatistics, features: Features) {
+    public init(key: String, pooled: FrechetStatistics, spatial: FrechetStatistics, features: Features, labels: [Int]? = nil) {
         self.key = key
         self.pooled = pooled
         self.spatial = spatial
         self.features = features
+        self.labels = labels
     }
 
-    /// The images' statistics under `network`. `images` are (N, C, H, W) in [-1, 1].
-    public static func compute(images: Tensor, network: EfficientNetLite0, key: String) throws(MetricsError) -> ReferenceStatistics {
-        let out = network.features(images: images)
+    /// The images' statistics under `network`. `images` are (N, C, H, W) in [-1, 1], `labels`
+    /// their classes (for `class_accuracy_*`).
+    public static func compute(images: Tensor, labels: [Int]? = nil, network: EfficientNetLite0, key: String,
+                               progress: FeatureProgress? = nil) throws(MetricsError) -> ReferenceStatistics {
+        let out = network.features(images: images, progress: progress)
         return ReferenceStatistics(key: key, pooled: try FrechetStatistics(features: out.pooled),
-                                   spatial: try FrechetStatistics(features: out.spatial), features: out.pooled)
+                                   spatial: try FrechetStatistics(features: out.spatial), features: out.pooled, labels: labels)
     }
 
     /// The cache key for a dataset: its name, a fingerprint of its content (the caller's
@@ -40,13 +45,13 @@ public struct ReferenceStatistics: Sendable {
     /// Reads the cache at `path` if it exists and has `key`; otherwise computes the
     /// statistics from `images()` and writes the cache (atomically). A damaged cache file is
     /// recomputed, not an error: it holds nothing that cannot be made again.
-    public static func cached(at path: String, key: String, network: EfficientNetLite0,
-                              images: () throws -> Tensor) throws -> ReferenceStatistics {
+    public static func cached(at path: String, key: String, network: EfficientNetLite0, labels: [Int]? = nil,
+                              progress: FeatureProgress? = nil, images: () throws -> Tensor) throws -> ReferenceStatistics {
         if FileManager.default.fileExists(atPath: path), let file = try? SafeTensors.read(contentsOf: path),
-           file.metadata["key"] == key, let stats = try? ReferenceStatistics(file: file) {
+           file.metadata["key"] == key, let stats = try? ReferenceStatistics(file: file), stats.labels == labels {
             return stats
         }
-        let stats = try compute(images: try images(), network: network, key: key)
+        let stats = try compute(images: try images(), labels: labels, network: network, key: key, progress: progress)
         try SafeTensors.write(stats.file, to: path)
         return stats
     }
@@ -60,6 +65,7 @@ public struct ReferenceStatistics: Sendable {
             f["\(name).covariance"] = .f64(s.covariance, shape: [s.dimension, s.dimension])
         }
         f["pooled.features"] = .f32(features.values, shape: [features.count, features.dimension])
+        if let labels { f["pooled.labels"] = .f32(labels.map(Float.init), shape: [labels.count]) }
         return f
     }
 
@@ -74,8 +80,12 @@ public struct ReferenceStatistics: Sendable {
         guard let f = file["pooled.features"], f.shape.count == 2 else {
             throw MetricsError("reference statistics file lacks the pooled features", fix: "delete it; it is recomputed")
         }
+        let labels = file["pooled.labels"].map { $0.floats().map { Int($0) } }
+        if let labels, labels.count != f.shape[0] {
+            throw MetricsError("reference statistics file has \(labels.count) labels for \(f.shape[0]) feature rows", fix: "delete it; it is recomputed")
+        }
         self.init(key: file.metadata["key"] ?? "", pooled: try stats("pooled"), spatial: try stats("spatial"),
-                  features: Features(count: f.shape[0], dimension: f.shape[1], values: f.floats()))
+                  features: Features(count: f.shape[0], dimension: f.shape[1], values: f.floats()), labels: labels)
     }
 }
 
@@ -130,6 +140,18 @@ public struct MetricEntry: Sendable, Equatable, Codable {
     /// Extra numbers: per-split scores, k.
     public var details: [String: Double]?
 
+    public init(value: Double, definition: String, samples: Int, referenceSamples: Int?, reference: String?, inputSize: Int,
+                sampling: SamplingRecord?, details: [String: Double]?) {
+        self.value = value
+        self.definition = definition
+        self.samples = samples
+        self.referenceSamples = referenceSamples
+        self.reference = reference
+        self.inputSize = inputSize
+        self.sampling = sampling
+        self.details = details
+    }
+
     enum CodingKeys: String, CodingKey {
         case value, definition, samples, reference, sampling, details
         case referenceSamples = "reference_samples"
@@ -150,7 +172,8 @@ public struct MetricsReport: Sendable, Equatable, Codable {
     public init() {}
 
     /// The names of every metric an evaluation produces.
-    public static let names = ["fd_effnet_lite0", "sfd_effnet_lite0", "precision_effnet_lite0", "recall_effnet_lite0", "is_effnet_lite0"]
+    public static let names = ["fd_effnet_lite0", "sfd_effnet_lite0", "precision_effnet_lite0", "recall_effnet_lite0", "is_effnet_lite0",
+                               "class_accuracy_effnet_lite0", "class_accuracy_pixels"]
 
     /// Pretty JSON with sorted keys (stable diffs between runs).
     public func jsonData() -> Data {
@@ -177,13 +200,16 @@ public enum Evaluation {
     ///     `missingReason`, and the caller's job still succeeds.
     ///   - sampling: how the samples were made (nil for real images, e.g. train vs test).
     ///   - isSplitSize: the Inception-style score's split size (the ADM evaluator's 5000).
+    ///   - sampleLabels, classes: the class each sample was conditioned on (real images: their
+    ///     own class) and the reference's class count, for `class_accuracy_*`; nil: not measured.
     public static func evaluate(samples: Tensor, reference: ReferenceStatistics, referenceName: String,
                                 network: EfficientNetLite0?, missingReason: String = "EfficientNet-Lite0 weights not installed",
-                                sampling: SamplingRecord?, isSplitSize: Int = 5000) -> MetricsReport {
+                                sampling: SamplingRecord?, isSplitSize: Int = 5000, sampleLabels: [Int]? = nil, classes: Int? = nil,
+                                progress: FeatureProgress? = nil) -> MetricsReport {
         guard let network else { return .unavailable(missingReason) }
         var report = MetricsReport()
         let t0 = Date()
-        let out = network.features(images: samples)
+        let out = network.features(images: samples, progress: progress)
         report.seconds["features"] = Date().timeIntervalSince(t0)
         let t1 = Date()
         let n = samples.shape[0], size = network.inputSize
@@ -213,6 +239,17 @@ public enum Evaluation {
             for (i, v) in s.splitScores.enumerated() { details["split_\(i)"] = v }
             report.metrics["is_effnet_lite0"] = entry(s.score, "Inception-Score formula on EfficientNet-Lite0's ImageNet logits, not comparable to IS", details: details, withReference: false)
         } catch { report.unavailable["is_effnet_lite0"] = "\(error)" }
+        if let sampleLabels, let classes, let refLabels = reference.labels {
+            do {
+                let a = try ClassAccuracy.measure(reference: reference.features, referenceLabels: refLabels, samples: out.pooled,
+                                                  sampleLabels: sampleLabels, classes: classes)
+                let details = a.details
+                report.metrics["class_accuracy_effnet_lite0"] = entry(a.samples, "accuracy of a ridge classifier on EfficientNet-Lite0 pooled features, fitted on 80% of the reference and judged against each sample's conditioning class; details: its accuracy on the held-out 20% of real images (real_accuracy), samples/real (ratio), per class (class_k, real_class_k)", details: details)
+            } catch { report.unavailable["class_accuracy_effnet_lite0"] = "\(error)" }
+        } else {
+            report.unavailable["class_accuracy_effnet_lite0"] = reference.labels == nil
+                ? "the reference statistics hold no class labels" : "the samples have no class labels (not a class-conditional model)"
+        }
         report.seconds["statistics"] = Date().timeIntervalSince(t1)
         return report
     }

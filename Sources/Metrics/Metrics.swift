@@ -17,3 +17,7 @@
 ///   - `MetricsReport`: the `metrics.json` record with every setting beside the numbers.
 ///   - `SampleGrid`, `LossCurvePlot`, `Report`: the pictures and `report.html`.
 public enum Metrics {}
+
+/// Told (images done, total) as a network works through a batch of images, so a stage can
+/// log progress with an ETA during long feature extraction.
+public typealias FeatureProgress = (_ done: Int, _ total: Int) -> Void

@@ -29,6 +29,8 @@ public struct Report: Sendable {
     /// The manifest as resolved (every default filled in), as text (YAML or JSON).
     public var resolvedManifest: String
     public var metrics: MetricsReport?
+    /// The dataset's class names, for the per-class recognizability table (indices when empty).
+    public var classNames: [String] = []
     /// Other facts worth a line: steps, parameters, images/s, peak memory, final loss.
     public var facts: [(name: String, value: String)]
     public var pictures: [Picture]
@@ -83,7 +85,7 @@ public struct Report: Sendable {
             h += "</table>\n"
         }
         if let metrics {
-            h += "<h2>Metrics</h2>\n" + metricsTable(metrics)
+            h += "<h2>Metrics</h2>\n" + metricsTable(metrics) + recognizabilityTable(metrics)
         }
         if !pictures.isEmpty {
             h += "<h2>Pictures</h2>\n"
@@ -125,6 +127,27 @@ public struct Report: Sendable {
             t += "<tr><td colspan=\"11\" class=\"def\">evaluation time: \(esc(parts.joined(separator: ", ")))</td></tr>\n"
         }
         return t + "</table>\n"
+    }
+
+    /// Per-class accuracy of the class probe on samples and on held-out real images.
+    func recognizabilityTable(_ m: MetricsReport) -> String {
+        var t = ""
+        for (name, e) in m.metrics.sorted(by: { $0.key < $1.key }) where name.hasPrefix("class_accuracy_") {
+            guard let d = e.details, let real = d["real_accuracy"], let ratio = d["ratio"] else { continue }
+            t += "<h2>Recognizability (\(esc(name)))</h2>\n<p>samples <b>\(String(format: "%.1f%%", 100 * e.value))</b> recognized as their class, "
+            t += "real held-out images \(String(format: "%.1f%%", 100 * real)): ratio <b>\(String(format: "%.2f", ratio))</b> (1 = as recognizable as real images; chance is 1/classes).</p>\n"
+            t += "<table>\n<tr><th>class</th><th class=\"num\">samples</th><th class=\"num\">real held-out</th></tr>\n"
+            var k = 0
+            while let g = d["class_\(k)"] {
+                let r = d["real_class_\(k)"] ?? .nan
+                let name = k < classNames.count ? classNames[k] : "\(k)"
+                func pct(_ v: Double) -> String { v.isNaN ? "—" : String(format: "%.0f%%", 100 * v) }
+                t += "<tr><td>\(esc(name))</td><td class=\"num\">\(pct(g))</td><td class=\"num\">\(pct(r))</td></tr>\n"
+                k += 1
+            }
+            t += "</table>\n"
+        }
+        return t
     }
 
     func esc(_ s: String) -> String {

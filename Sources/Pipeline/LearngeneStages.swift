@@ -97,7 +97,7 @@ public struct CondenseStage: Stage {
         let host = DiTModel(config: config)
         host.params.copy(from: ancestry.params)
         let teacher: DiTModel? = lg.distillWeight > 0 ? ancestry : nil
-        let trainer = try LearngeneTrainer(host: host, source: source, phase: .condense, settings: Self.trainingSettings(m),
+        let trainer = try LearngeneTrainer(host: host, source: source, phase: .condense, settings: m.training.settings,
                                            seed: UInt64(m.seed), teacher: teacher, distillWeight: lg.distillWeight)
         let state: TrainingLoop.State
         switch try TrainingLoop(ctx: ctx, images: images, label: "condensing (\(lg.method))").run(trainer, channels: config.inChannels, size: config.inputSize) {
@@ -144,6 +144,7 @@ public struct CondenseStage: Stage {
             ("storage", storage.json),
             ("trainable_parameters", .int(trainer.trainableParameterCount)),
             ("loss", state.lossJSON),
+            ("recipe", m.training.record(atStep: trainer.step)),
             ("train_seconds", .double(PretrainStage.round(state.trainSeconds))),
             ("images_per_second", .double(PretrainStage.round(state.imagesPerSecond))),
             ("wall_seconds", .double(PretrainStage.round(wall))),
@@ -161,12 +162,6 @@ public struct CondenseStage: Stage {
                     ("trainable parameters", "\(trainer.trainableParameterCount)")],
             timings: [("condensing", state.trainSeconds), ("sampling", sampleSeconds), ("evaluation", evalSeconds)])
         return .completed(StageResult(manifest: m, summary: "condensed with \(lg.method.uppercased()) in \(trainer.step) steps: learngene \(storage.learngeneBytes) bytes, final loss \(final)"))
-    }
-
-    static func trainingSettings(_ m: Manifest) -> TrainingSettings {
-        TrainingSettings(optimizer: AdamWSettings(learningRate: m.training.learningRate, beta1: m.training.adamBeta1, beta2: m.training.adamBeta2,
-                                                  eps: m.training.adamEps, weightDecay: m.training.weightDecay),
-                         emaDecay: m.training.emaDecay)
     }
 
     /// Storage as the papers report it: the learngene's size against the ancestry's block matrices.
@@ -262,7 +257,7 @@ public struct InitStage: Stage {
             // gradient to the blocks, so its non-block parameters train with the scalers.
             let freshHost = target.config.hiddenSize != a.hiddenSize
             let trainer = try LearngeneTrainer(host: host, source: source, phase: freshHost ? .initializeWithHost : .initialize,
-                                               settings: CondenseStage.trainingSettings(m), seed: UInt64(m.seed &+ k))
+                                               settings: m.training.settings, seed: UInt64(m.seed &+ k))
             var state: TrainingLoop.State?
             if train {
                 switch try TrainingLoop(ctx: ctx, images: images, segment: k, label: label).run(trainer, channels: a.inChannels, size: a.inputSize) {

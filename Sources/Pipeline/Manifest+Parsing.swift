@@ -143,19 +143,41 @@ extension Manifest {
                   fix: "add `model: {conditioning: text}`, or remove the `text:` section", line: top.values["text"]?.line)
         }
 
-        // Training.
-        let t = r.fields(top.values["training"], at: "training", known: ["steps", "batch_size", "learning_rate", "weight_decay", "adam_beta1",
-                                                                         "adam_beta2", "adam_eps", "ema_decay", "log_every"])
+        // Training: the recipe first, since it gives every other field's default.
+        let t = r.fields(top.values["training"], at: "training", known: ["recipe", "steps", "batch_size", "learning_rate", "lr_schedule",
+                                                                         "warmup_steps", "min_lr_fraction", "weight_decay", "adam_beta1",
+                                                                         "adam_beta2", "adam_eps", "ema_schedule", "ema_decay", "ema_power_gamma",
+                                                                         "loss_weighting", "min_snr_gamma", "grad_clip", "log_every"])
+        let recipe = r.choice(t, "recipe", default: m.training.recipe, choices: TrainingSection.recipes)
+        let rd = TrainingSection.defaults(recipe: recipe)
+        m.training.recipe = recipe
         m.training.steps = r.int(t, "steps", default: m.training.steps, range: 1...10_000_000,
                                  fix: "use a positive number of optimizer steps (at most 10000000), e.g. 2000")
         m.training.batchSize = r.int(t, "batch_size", default: m.training.batchSize, range: 1...4096, fix: "use 1…4096 images per step, e.g. 32")
-        m.training.learningRate = r.double(t, "learning_rate", default: m.training.learningRate, range: 0...1, openLower: true,
-                                           fix: "use a positive learning rate ≤ 1; DiT uses 0.0001")
-        m.training.weightDecay = r.double(t, "weight_decay", default: 0, range: 0...1, fix: "use 0…1; DiT uses 0")
-        m.training.adamBeta1 = r.double(t, "adam_beta1", default: 0.9, range: 0...0.999999, fix: "use a value in [0, 1), e.g. 0.9")
-        m.training.adamBeta2 = r.double(t, "adam_beta2", default: 0.999, range: 0...0.999999999, fix: "use a value in [0, 1), e.g. 0.999")
-        m.training.adamEps = r.double(t, "adam_eps", default: 1e-8, range: 0...1, openLower: true, fix: "use a small positive value, e.g. 1e-8")
-        m.training.emaDecay = r.double(t, "ema_decay", default: m.training.emaDecay, range: 0...1, fix: "use a value in [0, 1]; DiT uses 0.9999")
+        m.training.learningRate = r.double(t, "learning_rate", default: rd.learningRate, range: 0...1, openLower: true,
+                                           fix: "use a positive learning rate ≤ 1; DiT uses 0.0001, the cpu recipe 0.002")
+        m.training.lrSchedule = LearningRateSchedule(rawValue: r.choice(t, "lr_schedule", default: rd.lrSchedule.rawValue,
+                                                                        choices: LearningRateSchedule.allCases.map(\.rawValue)))!
+        m.training.warmupSteps = r.int(t, "warmup_steps", default: rd.warmupSteps, range: 0...10_000_000,
+                                       fix: "use 0 (no warmup) or a step count, e.g. 100")
+        m.training.minLRFraction = r.double(t, "min_lr_fraction", default: rd.minLRFraction, range: 0...1,
+                                            fix: "use a fraction of the learning rate in [0, 1] for the end of the decay, e.g. 0.1")
+        m.training.weightDecay = r.double(t, "weight_decay", default: rd.weightDecay, range: 0...1, fix: "use 0…1; DiT uses 0")
+        m.training.adamBeta1 = r.double(t, "adam_beta1", default: rd.adamBeta1, range: 0...0.999999, fix: "use a value in [0, 1), e.g. 0.9")
+        m.training.adamBeta2 = r.double(t, "adam_beta2", default: rd.adamBeta2, range: 0...0.999999999, fix: "use a value in [0, 1), e.g. 0.999")
+        m.training.adamEps = r.double(t, "adam_eps", default: rd.adamEps, range: 0...1, openLower: true, fix: "use a small positive value, e.g. 1e-8")
+        m.training.emaSchedule = EMASchedule(rawValue: r.choice(t, "ema_schedule", default: rd.emaSchedule.rawValue,
+                                                                choices: EMASchedule.allCases.map(\.rawValue)))!
+        m.training.emaDecay = r.double(t, "ema_decay", default: rd.emaDecay, range: 0...1,
+                                       fix: "use a value in [0, 1]; DiT uses 0.9999, the cpu recipe warms up to 0.999")
+        m.training.emaPowerGamma = r.double(t, "ema_power_gamma", default: rd.emaPowerGamma, range: 0...1000, openLower: true,
+                                            fix: "use a positive γ; Karras et al. use 6.94 (σ_rel 0.10) or 16.97 (σ_rel 0.05)")
+        m.training.lossWeighting = LossWeighting(rawValue: r.choice(t, "loss_weighting", default: rd.lossWeighting.rawValue,
+                                                                    choices: LossWeighting.allCases.map(\.rawValue)))!
+        m.training.minSNRGamma = r.double(t, "min_snr_gamma", default: rd.minSNRGamma, range: 0...1e6, openLower: true,
+                                          fix: "use a positive γ; Hang et al. use 5")
+        m.training.gradClip = r.double(t, "grad_clip", default: rd.gradClip, range: 0...1e6,
+                                       fix: "use 0 (no clipping) or a positive norm, e.g. 1")
         m.training.logEvery = r.int(t, "log_every", default: m.training.logEvery, range: 1...1_000_000, fix: "use a positive step count, e.g. 10")
 
         // Checkpoints.

@@ -1,5 +1,6 @@
 import DiT
 import Foundation
+import Metrics
 
 /// A job manifest in its resolved form: every field present, every default filled in. This is
 /// what runs, what is hashed into checkpoints, and what is written back as `manifest.yaml` in
@@ -93,18 +94,86 @@ public struct Manifest: Sendable, Equatable {
         }
     }
 
-    /// The optimization recipe (DiT's `train.py`: AdamW, constant LR, EMA).
+    /// The optimization recipe. `recipe` picks the defaults of every other field:
+    /// - `cpu` (the default): the recipe measured in `benchmarks/recipe/` to make minute-long
+    ///   CPU runs generate: lr 2e-3 with a 100-step warmup and cosine decay to 10%, an EMA
+    ///   whose decay warms up to 0.999, Min-SNR-5 weighting of the ε-MSE, gradient norm
+    ///   clipped at 1;
+    /// - `dit`: DiT's `train.py` exactly (AdamW lr 1e-4 constant, EMA 0.9999, uniform loss,
+    ///   no clipping), the recipe the papers' comparisons use.
+    /// Any field written in the manifest overrides the recipe's value.
     public struct TrainingSection: Sendable, Equatable {
+        public var recipe = "cpu"
         public var steps = 1000
         public var batchSize = 32
-        public var learningRate = 1e-4
+        public var learningRate = 2e-3
         public var weightDecay = 0.0
         public var adamBeta1 = 0.9
         public var adamBeta2 = 0.999
         public var adamEps = 1e-8
-        public var emaDecay = 0.9999
+        public var lrSchedule = LearningRateSchedule.cosine
+        public var warmupSteps = 100
+        public var minLRFraction = 0.1
+        public var emaSchedule = EMASchedule.warmup
+        public var emaDecay = 0.999
+        public var emaPowerGamma = 6.94
+        public var lossWeighting = LossWeighting.minSNR
+        public var minSNRGamma = 5.0
+        /// Global gradient-norm clipping (0: none).
+        public var gradClip = 1.0
         /// Log a progress line every this many steps.
         public var logEvery = 10
+
+        public static let recipes = ["cpu", "dit"]
+
+        /// The defaults of `recipe` (every field but steps, batch size and logging).
+        public static func defaults(recipe: String) -> TrainingSection {
+            var t = TrainingSection()
+            t.recipe = recipe
+            if recipe == "dit" {
+                t.learningRate = 1e-4
+                t.lrSchedule = .constant
+                t.warmupSteps = 0
+                t.minLRFraction = 0
+                t.emaSchedule = .constant
+                t.emaDecay = 0.9999
+                t.lossWeighting = .uniform
+                t.gradClip = 0
+            }
+            return t
+        }
+
+        /// The trainer's settings for this section (one place for every stage that trains).
+        public var settings: TrainingSettings {
+            var s = TrainingSettings(optimizer: AdamWSettings(learningRate: learningRate, beta1: adamBeta1, beta2: adamBeta2,
+                                                              eps: adamEps, weightDecay: weightDecay),
+                                     emaDecay: emaDecay, gradClip: gradClip > 0 ? gradClip : nil)
+            s.lrSchedule = lrSchedule
+            s.warmupSteps = warmupSteps
+            s.totalSteps = steps
+            s.minLearningRateFraction = minLRFraction
+            s.emaSchedule = emaSchedule
+            s.emaPowerGamma = emaPowerGamma
+            s.lossWeighting = lossWeighting
+            s.minSNRGamma = minSNRGamma
+            return s
+        }
+
+        /// metrics.json's `"recipe"` member after `step` steps: the settings that shaped the
+        /// run, with the learning rate and EMA decay of the last step and the EMA's averaging
+        /// length (1/(1 − β), in steps), to compare with the run's length.
+        public func record(atStep step: Int) -> JSONValue {
+            let s = settings
+            return .object([
+                ("recipe", .string(recipe)), ("lr_schedule", .string(lrSchedule.rawValue)), ("learning_rate", .double(learningRate)),
+                ("warmup_steps", .int(warmupSteps)), ("final_learning_rate", .double(s.learningRate(afterSteps: max(0, step - 1)))),
+                ("ema_schedule", .string(emaSchedule.rawValue)), ("ema_decay_final", .double(s.emaDecay(atStep: step))),
+                ("ema_averaging_steps", .double((s.emaAveragingSteps(atStep: step) * 10).rounded() / 10)),
+                ("loss_weighting", .string(lossWeighting.rawValue)),
+                ("min_snr_gamma", lossWeighting == .minSNR ? .double(minSNRGamma) : .null),
+                ("grad_clip", gradClip > 0 ? .double(gradClip) : .null),
+            ])
+        }
 
         public init() {}
     }
@@ -139,7 +208,7 @@ public struct Manifest: Sendable, Equatable {
         /// Seed for the sampling noise (defaults to the job's seed).
         public var seed = 0
 
-        public static let samplers = ["ddim", "ddpm"]
+        public static let samplers = SamplingSettings.samplerNames
         public static let guidanceModes = ["standard", "dit"]
 
         public init() {}
@@ -162,7 +231,7 @@ public struct Manifest: Sendable, Equatable {
         public var modelFile = "auto"
 
         /// Metric names this build computes (`precision_recall` is accepted for the two k-NN ones).
-        public static let available = ["fd_effnet_lite0", "sfd_effnet_lite0", "precision_effnet_lite0", "recall_effnet_lite0", "is_effnet_lite0"]
+        public static let available = MetricsReport.names
         public static let aliases = ["precision_recall": ["precision_effnet_lite0", "recall_effnet_lite0"]]
         public init() {}
     }
@@ -190,10 +259,16 @@ public struct Manifest: Sendable, Equatable {
                                ("class_dropout_prob", .double(model.classDropoutProb)),
                                ("num_classes", { if case let .fixed(n) = model.numClasses { .int(n) } else { .string("auto") } }())]
                               + conditioningFields)),
-            ("training", .object([("steps", .int(training.steps)), ("batch_size", .int(training.batchSize)),
-                                  ("learning_rate", .double(training.learningRate)), ("weight_decay", .double(training.weightDecay)),
+            ("training", .object([("recipe", .string(training.recipe)), ("steps", .int(training.steps)),
+                                  ("batch_size", .int(training.batchSize)),
+                                  ("learning_rate", .double(training.learningRate)), ("lr_schedule", .string(training.lrSchedule.rawValue)),
+                                  ("warmup_steps", .int(training.warmupSteps)), ("min_lr_fraction", .double(training.minLRFraction)),
+                                  ("weight_decay", .double(training.weightDecay)),
                                   ("adam_beta1", .double(training.adamBeta1)), ("adam_beta2", .double(training.adamBeta2)),
-                                  ("adam_eps", .double(training.adamEps)), ("ema_decay", .double(training.emaDecay)),
+                                  ("adam_eps", .double(training.adamEps)), ("ema_schedule", .string(training.emaSchedule.rawValue)),
+                                  ("ema_decay", .double(training.emaDecay)), ("ema_power_gamma", .double(training.emaPowerGamma)),
+                                  ("loss_weighting", .string(training.lossWeighting.rawValue)), ("min_snr_gamma", .double(training.minSNRGamma)),
+                                  ("grad_clip", .double(training.gradClip)),
                                   ("log_every", .int(training.logEvery))])),
             ("checkpoint", .object([("every", .int(checkpoint.every)), ("keep", .int(checkpoint.keep))])),
             ("sampling", .object([("sampler", .string(sampling.sampler)), ("steps", .int(sampling.steps)),

@@ -12,7 +12,8 @@ struct ModelOutputs {
     let ctx: JobContext
 
     /// Samples `sampling.count` images (labels cycle through the classes, seed
-    /// `sampling.seed`), writes `samples.npz` (uint8 NHWC `arr_0`, as DiT's `sample_ddp.py`)
+    /// `sampling.seed`), writes `samples.npz` (uint8 NHWC `arr_0`, as DiT's `sample_ddp.py`,
+    /// and the int64 class labels `arr_1`, as ADM's class-conditional `image_sample.py`)
     /// and `samples.png`: one row per class (up to 32 rows), `sampling.grid_columns` images
     /// each, pixels doubled. Returns the sampling seconds (0 when `count` is 0).
     func writeSamples(model: DiTModel, numClasses: Int) throws -> Double {
@@ -26,7 +27,8 @@ struct ModelOutputs {
         let x = try model.sample(labels: labels, settings: settings, seed: UInt64(m.sampling.seed))
         let seconds = Date().timeIntervalSince(t0)
         let c = model.config, S = c.inputSize, C = c.inChannels
-        let npz = NumpyArchive.archive([NumpyArchive.Array(name: "arr_0", shape: [labels.count, S, S, C], bytes: SampleImages.uint8NHWC(x))])
+        let npz = NumpyArchive.archive([NumpyArchive.Array(name: "arr_0", shape: [labels.count, S, S, C], bytes: SampleImages.uint8NHWC(x)),
+                                        NumpyArchive.Array(name: "arr_1", int64: labels)])
         try write(npz, "samples.npz")
         try writePNG(Self.classGrid(x, labels: labels, numClasses: numClasses, columns: m.sampling.gridColumns), "samples.png")
         return seconds
@@ -54,7 +56,7 @@ struct ModelOutputs {
 
     /// `report.html`, linking every file present in the output folder.
     func writeReport(manifest: Manifest, metrics: MetricsReport?, facts: [(String, String)], timings: [(String, Double)],
-                     pictures: [Report.Picture]? = nil) throws {
+                     pictures: [Report.Picture]? = nil, classNames: [String] = []) throws {
         let dir = ctx.outputDirectory
         let present = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
         let shown = pictures ?? [
@@ -62,10 +64,11 @@ struct ModelOutputs {
             Report.Picture(caption: "training loss (mean per \(manifest.training.logEvery) steps; bold: smoothed)", path: "loss.png",
                            pixelated: false, displayWidth: 720),
         ].filter { present.contains($0.path) }
-        let report = Report(job: ctx.job, stage: manifest.stage, resolvedManifest: manifest.yaml(), metrics: metrics,
+        var report = Report(job: ctx.job, stage: manifest.stage, resolvedManifest: manifest.yaml(), metrics: metrics,
                             facts: facts.map { (name: $0.0, value: $0.1) }, pictures: shown,
                             timings: timings.map { (name: $0.0, seconds: $0.1) },
                             files: present + ["report.html", "metrics.json", "manifest.yaml", "log.jsonl"].filter { !present.contains($0) })
+        report.classNames = classNames
         try write(Array(report.html().utf8), "report.html")
     }
 

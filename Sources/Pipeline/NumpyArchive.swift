@@ -1,28 +1,40 @@
 import Foundation
 
 /// Writes `.npz` files as `numpy.savez` does: a ZIP archive (stored, no compression) of
-/// `.npy` arrays. `samples.npz` holds `arr_0`, uint8 (N, H, W, C): the layout ADM's
-/// evaluator (`evaluator.py`) and DiT's `sample_ddp.py` use.
+/// `.npy` arrays. `samples.npz` holds `arr_0`, uint8 (N, H, W, C), and `arr_1`, int64 (N)
+/// class labels: the layout ADM's class-conditional sampling script (`image_sample.py`)
+/// writes and its evaluator (`evaluator.py`) reads.
 public enum NumpyArchive {
-    /// One uint8 array.
+    /// One C-order array: uint8 (`|u1`) or little-endian int64 (`<i8`).
     public struct Array: Sendable {
         public var name: String
         public var shape: [Int]
         public var bytes: [UInt8]
+        /// numpy's dtype string.
+        public var descr: String
 
         public init(name: String, shape: [Int], bytes: [UInt8]) {
             precondition(shape.reduce(1, *) == bytes.count, "\(bytes.count) bytes for shape \(shape)")
             self.name = name
             self.shape = shape
             self.bytes = bytes
+            descr = "|u1"
+        }
+
+        /// A 1-D int64 array (e.g. class labels).
+        public init(name: String, int64 values: [Int]) {
+            self.name = name
+            shape = [values.count]
+            bytes = values.flatMap { v in (0..<8).map { UInt8(truncatingIfNeeded: Int64(v) >> (8 * $0)) } }
+            descr = "<i8"
         }
     }
 
-    /// The `.npy` (format 1.0) encoding of a C-order uint8 array: magic, header length, a
+    /// The `.npy` (format 1.0) encoding of a C-order array: magic, header length, a
     /// Python-literal header padded with spaces to a multiple of 64 bytes and ending in `\n`.
-    public static func npy(shape: [Int], bytes: [UInt8]) -> [UInt8] {
+    public static func npy(shape: [Int], bytes: [UInt8], descr: String = "|u1") -> [UInt8] {
         let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
-        var header = "{'descr': '|u1', 'fortran_order': False, 'shape': (\(dims)), }"
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(dims)), }"
         let prefix = 10  // magic (6) + version (2) + header length (2)
         while (prefix + header.utf8.count + 1) % 64 != 0 { header += " " }
         header += "\n"
@@ -42,7 +54,7 @@ public enum NumpyArchive {
         func u32(_ v: UInt32, _ b: inout [UInt8]) { for i in 0..<4 { b.append(UInt8((v >> (8 * UInt32(i))) & 0xFF)) } }
         for a in arrays {
             let name = Swift.Array((a.name + ".npy").utf8)
-            let data = npy(shape: a.shape, bytes: a.bytes)
+            let data = npy(shape: a.shape, bytes: a.bytes, descr: a.descr)
             precondition(data.count < 0xFFFF_FFFF, "array \(a.name) is too large for a ZIP32 archive")
             let crc = crc32(data)
             let offset = out.count

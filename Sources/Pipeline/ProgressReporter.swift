@@ -46,6 +46,26 @@ public final class ProgressReporter: @unchecked Sendable {
     /// Keeps the watchdog fed during long work that is not training steps.
     public func heartbeat() { notifier?.heartbeat() }
 
+    private var lastWorkLine = -Double.infinity
+
+    /// Progress of long work that is not training (sampling, feature extraction): feeds the
+    /// watchdog, and logs "what done/total, ETA" at most every 5 s and at the end. `since`
+    /// is the work's start (`SystemdNotifier.monotonic()`), for the rate.
+    public func work(_ what: String, done: Int, total: Int, since start: Double) {
+        notifier?.heartbeat()
+        let now = SystemdNotifier.monotonic()
+        guard done >= total || now - lastWorkLine >= 5 else { return }
+        lastWorkLine = now
+        let elapsed = now - start
+        let eta: Double? = done > 0 && elapsed > 0 ? Double(total - done) * elapsed / Double(done) : nil
+        let message = "\(what) \(done)/\(total)  ETA \(ProgressReporter.duration(eta))"
+        log.event("work-progress", message, [("what", .string(what)), ("done", .int(done)), ("total", .int(total)),
+                                              ("eta_seconds", eta.map { .double($0.rounded()) } ?? .null)])
+        phase = message
+        writeStatus(force: false)
+        notifier?.status("\(job): \(message)")
+    }
+
     /// Call after each optimizer step.
     public func trainingStep(_ step: Int, of total: Int, loss: Double, images: Int, extra: [(String, JSONValue)] = []) {
         let now = SystemdNotifier.monotonic()

@@ -77,10 +77,7 @@ struct TrainStage {
             resolved.model.conditioning = "text"
         }
 
-        let settings = TrainingSettings(
-            optimizer: AdamWSettings(learningRate: m.training.learningRate, beta1: m.training.adamBeta1, beta2: m.training.adamBeta2,
-                                     eps: m.training.adamEps, weightDecay: m.training.weightDecay),
-            emaDecay: m.training.emaDecay)
+        let settings = m.training.settings
         let trainer = try DiTTrainer(config: config, settings: settings, seed: UInt64(m.seed))
         // The table is not a parameter: set once here; restoring a checkpoint keeps it.
         if let table { try trainer.model.setTextTable(table.rows) }
@@ -144,6 +141,7 @@ struct TrainStage {
         if case var .object(pairs) = loss { pairs.insert(("window_steps", .int(m.training.logEvery)), at: 4); loss = .object(pairs) }
         fields += [
             ("loss", loss),
+            ("recipe", m.training.record(atStep: trainer.step)),
             ("train_seconds", .double(PretrainStage.round(state.trainSeconds))),
             ("images_per_second", .double(PretrainStage.round(state.imagesPerSecond))),
             ("sampling_seconds", .double(PretrainStage.round(sampleSeconds))),
@@ -163,6 +161,7 @@ struct TrainStage {
             ("steps", "\(trainer.step) × batch \(m.training.batchSize)"),
             ("model", "depth \(config.depth), width \(config.hiddenSize), \(trainer.model.layout.count) parameters"),
             ("final loss (window mean)", final), ("training images/s", String(format: "%.1f", state.imagesPerSecond)),
+            ("recipe", "\(m.training.recipe): lr \(m.training.learningRate) \(m.training.lrSchedule.rawValue), warmup \(m.training.warmupSteps), EMA \(m.training.emaSchedule.rawValue) (averages ≈ \(Int(m.training.settings.emaAveragingSteps(atStep: trainer.step).rounded())) steps), \(m.training.lossWeighting.rawValue) loss"),
             ("dataset", "\(images.count) images, \(images.classes.count) classes"),
             ("peak memory", "\(PretrainStage.peakMemoryBytes() >> 20) MiB"), ("starts", "\(ctx.attempt)"),
         ]
@@ -173,7 +172,8 @@ struct TrainStage {
         try outputs.writeReport(
             manifest: resolved, metrics: evaluation, facts: facts,
             timings: [("training", state.trainSeconds), ("sampling", sampleSeconds), ("evaluation", evalSeconds),
-                      ("other (data, checkpoints, earlier processes)", max(0, wallSeconds - state.trainSeconds - sampleSeconds - evalSeconds))])
+                      ("other (data, checkpoints, earlier processes)", max(0, wallSeconds - state.trainSeconds - sampleSeconds - evalSeconds))],
+            classNames: images.classes)
         return .completed(StageResult(manifest: resolved, summary: "trained \(trainer.step) steps, final loss \(final)"))
     }
 
