@@ -16,7 +16,14 @@ Files:
   image-3.png          a drawn 331x320 RGB picture (larger than 299: PIL's antialiasing
                        support widening when shrinking). The other images are the EfficientNet
                        fixtures ../effnet/image-{0,1,2}.png (28x28 gray, 32x32 RGB, 40x30 RGB).
+  tiny-inception.pt    the same TorchScript archive with every convolution narrowed to 1/16 of
+                       its channels (at least 4) and random weights (conv weights float16,
+                       He-scaled; random batch-norm statistics): a network of the real one's
+                       exact structure and code, small enough to commit (~0.2 MB), so that
+                       the Swift forward pass and the TorchScript reader are checked without
+                       the 87 MB weights; it is also the metrics process test's network.
   reference.safetensors
+    tiny.pool3.<i>, tiny.spatial.<i>   the same outputs of the tiny archive
     pool3.<i>          (2048,) the archive's output for image i (pool_3, the FID features)
     spatial.<i>        (17*17*7,) the first 7 channels of mixed_6/conv (the ReLU output of
                        mixed_6's 1x1 branch), flattened (row, col, channel) as ADM does
@@ -78,6 +85,59 @@ def network_input(img):
     return (x - 128) / 128
 
 
+def narrow(model, seed=0):
+    """Replaces every Conv2dLayer's tensors with narrow random ones, wiring the channel counts
+    as the blocks concatenate them (the archive's forward code is unchanged)."""
+    g = torch.Generator().manual_seed(seed)
+    layers = model.net.layers
+
+    def out_of(c):
+        return max(4, c // 16)
+
+    def conv(path, cin):
+        m = layers
+        for part in path.split("."):
+            m = getattr(m, part)
+        o, _, kh, kw = m.weight.shape
+        o = out_of(o)
+        w = torch.randn(o, cin, kh, kw, generator=g) * (2.0 / (cin * kh * kw)) ** 0.5
+        m.weight = w.half()  # the forward casts it to the input dtype
+        m.beta = torch.randn(o, generator=g) * 0.1
+        m.mean = torch.randn(o, generator=g) * 0.1
+        m.var = torch.rand(o, generator=g) + 0.5
+        return o
+
+    def chain(prefix, names, cin):
+        c = cin
+        for n in names:
+            c = conv(prefix + n, c)
+        return c
+
+    c = chain("", ["conv", "conv_1", "conv_2", "conv_3", "conv_4"], 3)
+    for b in ["mixed", "mixed_1", "mixed_2"]:
+        c = (chain(b + ".", ["conv"], c) + chain(b + ".tower.", ["conv", "conv_1"], c)
+             + chain(b + ".tower_1.", ["conv", "conv_1", "conv_2"], c) + chain(b + ".tower_2.", ["conv"], c))
+    c = chain("mixed_3.", ["conv"], c) + chain("mixed_3.tower.", ["conv", "conv_1", "conv_2"], c) + c
+    for b in ["mixed_4", "mixed_5", "mixed_6", "mixed_7"]:
+        c = (chain(b + ".", ["conv"], c) + chain(b + ".tower.", ["conv", "conv_1", "conv_2"], c)
+             + chain(b + ".tower_1.", ["conv", "conv_1", "conv_2", "conv_3", "conv_4"], c) + chain(b + ".tower_2.", ["conv"], c))
+    c = chain("mixed_8.tower.", ["conv", "conv_1"], c) + chain("mixed_8.tower_1.", ["conv", "conv_1", "conv_2", "conv_3"], c) + c
+    for b in ["mixed_9", "mixed_10"]:
+        a = conv(b + ".tower_conv", c)
+        t = chain(b + ".", ["tower_1_conv", "tower_1_conv_1"], c)
+        c = (conv(b + ".conv", c) + conv(b + ".tower_mixed_conv", a) + conv(b + ".tower_mixed_conv_1", a)
+             + conv(b + ".tower_1_mixed_conv", t) + conv(b + ".tower_1_mixed_conv_1", t) + conv(b + ".tower_2_conv", c))
+    return c
+
+
+def outputs(model, x):
+    layers = model.net.layers
+    with torch.no_grad():
+        full = layers.pool2(run_to(layers, "pool2", x)).reshape(x.shape[0], -1)
+        spatial = layers.mixed_6.conv(run_to(layers, "mixed_6", x))
+    return full, spatial
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     make_image3()
@@ -99,6 +159,18 @@ def main():
         if i == 0:
             out["input.0"] = x[0, :, ROWS].reshape(-1).numpy()  # (3, len(ROWS), 299)
         print(f"image {i}: {img.size} {img.mode}, pool3 mean {full.mean():.4f}, spatial side {spatial.shape[-1]}")
+    tiny = torch.jit.load(archive_path(), map_location="cpu").eval()
+    width = narrow(tiny)
+    tiny_path = os.path.join(OUT, "tiny-inception.pt")
+    torch.jit.save(tiny, tiny_path)
+    tiny = torch.jit.load(tiny_path, map_location="cpu").eval()
+    for i, img in enumerate(imgs):
+        x = torch.from_numpy(network_input(img)[None].astype(np.float32))
+        full, spatial = outputs(tiny, x)
+        assert full.shape[1] == width
+        out[f"tiny.pool3.{i}"] = full[0].numpy().astype(np.float32)
+        out[f"tiny.spatial.{i}"] = spatial[0, :7].permute(1, 2, 0).reshape(-1).numpy().astype(np.float32)
+        print(f"tiny image {i}: pool3 ({width}) mean {full.mean():.4f}")
     up = np.asarray(imgs[0].convert("L")).astype(np.float32)
     out["resize.up"] = resize_f(up)[ROWS].reshape(-1)
     out["resize.down"] = resize_f(pattern(331, 320))[ROWS].reshape(-1)

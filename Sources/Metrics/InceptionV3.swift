@@ -230,7 +230,8 @@ public final class InceptionV3: @unchecked Sendable {
     /// Runs the network on images in [-1, 1] (N, C, H, W), C = 1 or 3, of any size: each is
     /// mapped back to its uint8 pixels and preprocessed as clean-fid does
     /// (`InceptionPreprocessing`). `batchSize` images go through together (~30 MB each).
-    public func features(images: Tensor, batchSize: Int = 4) -> Outputs {
+    /// `progress` hears (images done, total) after every batch.
+    public func features(images: Tensor, batchSize: Int = 4, progress: FeatureProgress? = nil) -> Outputs {
         precondition(images.shape.count == 4 && (images.shape[1] == 1 || images.shape[1] == 3),
                      "InceptionV3.features: images must be (N, 1 or 3, H, W), got \(images.shape)")
         let n = images.shape[0]
@@ -253,6 +254,7 @@ public final class InceptionV3: @unchecked Sendable {
                 }
             }
             start += count
+            progress?(start, n)
         }
         return Outputs(pooled: Features(count: n, dimension: pooledDimension, values: pooled),
                        spatial: Features(count: n, dimension: spatialDimension, values: spatial))

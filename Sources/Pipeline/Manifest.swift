@@ -229,6 +229,12 @@ public struct Manifest: Sendable, Equatable {
         /// For `evaluate` with `inputs.model`: which weights file of that job to load
         /// (`auto`: `ema.safetensors` when sampling.use_ema, else `model.safetensors`).
         public var modelFile = "auto"
+        /// An `.npz` of Inception-v3 pool_3 statistics made elsewhere (`mu`, `sigma`: clean-fid's
+        /// and pytorch-fid's layout), a path under the root; `fid_inception_v3` is then measured
+        /// against it instead of the dataset's own statistics. nil: the dataset's.
+        public var referenceStatistics: String?
+        /// Written only when set, so manifests without it hash as before.
+        var referenceStatisticsFields: [(String, JSONValue)] { referenceStatistics.map { [("reference_statistics", .string($0))] } ?? [] }
 
         /// Metric names this build computes (`precision_recall` is accepted for the two k-NN ones).
         public static let available = MetricsReport.names
@@ -278,7 +284,7 @@ public struct Manifest: Sendable, Equatable {
                                   ("seed", .int(sampling.seed))])),
             ("evaluation", .object([("metrics", .array(evaluation.metrics.map { .string($0) })), ("samples", .int(evaluation.samples)),
                                     ("reference_images", .int(evaluation.referenceImages)), ("input_size", .int(evaluation.inputSize)),
-                                    ("model_file", .string(evaluation.modelFile))])),
+                                    ("model_file", .string(evaluation.modelFile))] + evaluation.referenceStatisticsFields)),
             ("finetune", .object([("model_file", .string(finetune.modelFile))])),
             ("learngene", learngene.json),
         ] + stageSections)

@@ -64,6 +64,46 @@ import Tensors
         #expect(d.abs <= 1e-6, "network input differs from clean-fid's by up to \(d.abs)")
     }
 
+    /// Outputs of one network against the generator's, per image; returns the largest differences.
+    static func compare(_ net: InceptionV3, prefix: String) throws -> (pool3: (abs: Float, rel: Float), spatial: (abs: Float, rel: Float)) {
+        var worst: (abs: Float, rel: Float) = (0, 0), worstSpatial: (abs: Float, rel: Float) = (0, 0)
+        // One image per call: they have different sizes.
+        for (i, img) in try images().enumerated() {
+            let out = net.features(images: ImagePreprocessing.tensor(from: [img]))
+            let p = differences(out.pooled.values, try #require(reference["\(prefix)pool3.\(i)"]).floats())
+            let s = differences(out.spatial.values, try #require(reference["\(prefix)spatial.\(i)"]).floats())
+            print("InceptionTests: \(prefix.isEmpty ? "real" : "tiny") image \(i) vs torch: pool3 largest difference \(p.abs) (relative \(p.rel)), mixed_6/conv[:7] \(s.abs) (relative \(s.rel))")
+            #expect(p.rel <= 1e-4, "pool3 of image \(i): largest relative difference \(p.rel) from torch")
+            #expect(s.rel <= 1e-4, "mixed_6/conv of image \(i): largest relative difference \(s.rel) from torch")
+            worst = (max(worst.abs, p.abs), max(worst.rel, p.rel))
+            worstSpatial = (max(worstSpatial.abs, s.abs), max(worstSpatial.rel, s.rel))
+        }
+        return (worst, worstSpatial)
+    }
+
+    /// The real archive's structure and code at 1/16 of the width, random weights, read as
+    /// the TorchScript archive it is (strides and paddings checked against its attributes).
+    @Test func tinyNetworkMatchesTorch() throws {
+        let weights = try InceptionV3.readWeights(at: Self.folder + "/tiny-inception.pt")
+        #expect(weights.metadata["torch.net.layers.mixed_4.tower.conv_1.padding.1"] == "3")
+        let net = try InceptionV3(weights: weights)
+        #expect(net.pooledDimension == 128 && net.spatialSide == 17)
+        let d = try Self.compare(net, prefix: "tiny.")
+        print("InceptionTests: tiny network over all images: pool3 \(d.pool3), mixed_6/conv \(d.spatial)")
+    }
+
+    /// A conv whose stride the archive states differently from the architecture is refused.
+    @Test func refusesWeightsOfAnotherShape() throws {
+        var weights = try InceptionV3.readWeights(at: Self.folder + "/tiny-inception.pt")
+        weights.metadata["torch.net.layers.mixed_3.conv.stride"] = "1"
+        do {
+            _ = try InceptionV3(weights: weights)
+            Issue.record("built a network the archive says is different")
+        } catch {
+            #expect("\(error)".contains("mixed_3.conv") && "\(error)".contains("stride"), "\(error)")
+        }
+    }
+
     @Test func missingWeightsMessageSaysHowToInstall() {
         let env = ["HOME": "/nonexistent-home"]
         #expect(InceptionV3.locateWeights(root: "/nonexistent-root", environment: env) == nil)
@@ -119,21 +159,9 @@ import Tensors
         }
         let net = try InceptionV3(weights: try InceptionV3.readWeights(at: path))
         #expect(net.pooledDimension == 2048 && net.spatialSide == 17 && net.spatialDimension == 2023)
+        let d = try Self.compare(net, prefix: "")
+        print("InceptionTests: real weights over all images: pool3 \(d.pool3), mixed_6/conv \(d.spatial)")
         let imgs = try Self.images()
-        var worst: (abs: Float, rel: Float) = (0, 0), worstSpatial: (abs: Float, rel: Float) = (0, 0)
-        // Mixed sizes go through one at a time; the two same-size RGB ones could not share a
-        // tensor anyway. Image 0 also goes through in a batch with itself (batching check).
-        for (i, img) in imgs.enumerated() {
-            let out = net.features(images: ImagePreprocessing.tensor(from: [img]))
-            let p = Self.differences(out.pooled.values, try #require(Self.reference["pool3.\(i)"]).floats())
-            let s = Self.differences(out.spatial.values, try #require(Self.reference["spatial.\(i)"]).floats())
-            print("InceptionTests: image \(i) vs torch: pool3 largest difference \(p.abs) (relative \(p.rel)), mixed_6/conv[:7] \(s.abs) (relative \(s.rel))")
-            #expect(p.rel <= 1e-4, "pool3 of image \(i): largest relative difference \(p.rel) from torch")
-            #expect(s.rel <= 1e-4, "mixed_6/conv of image \(i): largest relative difference \(s.rel) from torch")
-            worst = (max(worst.abs, p.abs), max(worst.rel, p.rel))
-            worstSpatial = (max(worstSpatial.abs, s.abs), max(worstSpatial.rel, s.rel))
-        }
-        print("InceptionTests: over all images: pool3 \(worst), mixed_6/conv \(worstSpatial)")
         let two = net.features(images: ImagePreprocessing.tensor(from: [imgs[0], imgs[0]]), batchSize: 2)
         let one = try #require(Self.reference["pool3.0"]).floats()
         #expect(Self.differences(two.pooled.rows(1..<2).values, one).rel <= 1e-4, "batch position 1")
