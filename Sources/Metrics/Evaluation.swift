@@ -141,7 +141,7 @@ public struct MetricEntry: Sendable, Equatable, Codable {
     public var details: [String: Double]?
 
     public init(value: Double, definition: String, samples: Int, referenceSamples: Int?, reference: String?, inputSize: Int,
-                sampling: SamplingRecord?, details: [String: Double]?) {
+                sampling: SamplingRecord?, details: [String: Double]? = nil) {
         self.value = value
         self.definition = definition
         self.samples = samples

@@ -158,7 +158,8 @@ extension Manifest {
                                            fix: "use a positive learning rate ≤ 1; DiT uses 0.0001, the cpu recipe 0.002")
         m.training.lrSchedule = LearningRateSchedule(rawValue: r.choice(t, "lr_schedule", default: rd.lrSchedule.rawValue,
                                                                         choices: LearningRateSchedule.allCases.map(\.rawValue)))!
-        m.training.warmupSteps = r.int(t, "warmup_steps", default: rd.warmupSteps, range: 0...10_000_000,
+        // The cpu recipe warms up over 100 steps, or a tenth of a shorter run.
+        m.training.warmupSteps = r.int(t, "warmup_steps", default: min(rd.warmupSteps, m.training.steps / 10), range: 0...10_000_000,
                                        fix: "use 0 (no warmup) or a step count, e.g. 100")
         m.training.minLRFraction = r.double(t, "min_lr_fraction", default: rd.minLRFraction, range: 0...1,
                                             fix: "use a fraction of the learning rate in [0, 1] for the end of the decay, e.g. 0.1")

@@ -96,7 +96,8 @@ public struct Manifest: Sendable, Equatable {
 
     /// The optimization recipe. `recipe` picks the defaults of every other field:
     /// - `cpu` (the default): the recipe measured in `benchmarks/recipe/` to make minute-long
-    ///   CPU runs generate: lr 2e-3 with a 100-step warmup and cosine decay to 10%, an EMA
+    ///   CPU runs generate: lr 2e-3 with a 100-step warmup (a tenth of shorter runs) and cosine
+    ///   decay to 10%, an EMA
     ///   whose decay warms up to 0.999, Min-SNR-5 weighting of the ε-MSE, gradient norm
     ///   clipped at 1;
     /// - `dit`: DiT's `train.py` exactly (AdamW lr 1e-4 constant, EMA 0.9999, uniform loss,

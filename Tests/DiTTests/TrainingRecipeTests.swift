@@ -33,9 +33,10 @@ import Tensors
         #expect(abs(s.learningRate(afterSteps: 4) - 2e-3) < 1e-15)
         #expect(abs(s.learningRate(afterSteps: 5) - 2e-3) < 1e-15)            // decay starts at the peak
         #expect(abs(s.learningRate(afterSteps: 104) - 2e-4) < 1e-15)          // the last step is at the floor
-        #expect(abs(s.learningRate(afterSteps: 55) - (2e-4 + 1.8e-3 * 0.5 * (1 + cos(Double.pi * 0.5)))) < 1e-12)
+        let p = 50.0 / 99.0  // (s − warmup)/(total − warmup − 1)
+        #expect(abs(s.learningRate(afterSteps: 55) - (2e-4 + 1.8e-3 * 0.5 * (1 + cos(Double.pi * p)))) < 1e-15)
         s.lrSchedule = .linear
-        #expect(abs(s.learningRate(afterSteps: 55) - (2e-3 - 1.8e-3 * 0.5)) < 1e-15)
+        #expect(abs(s.learningRate(afterSteps: 55) - (2e-3 - 1.8e-3 * p)) < 1e-15)
         s.lrSchedule = .constant
         #expect(s.learningRate(afterSteps: 104) == 2e-3)
         // Monotone after warmup, for both decays.

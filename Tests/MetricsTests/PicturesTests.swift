@@ -93,7 +93,16 @@ import Tensors
         let sampling = SamplingRecord(sampler: "ddpm", steps: 10, guidance: 1, seed: 5, checkpointStep: 77, weights: "raw")
         let same = Evaluation.evaluate(samples: Self.images(40, seed: 2), reference: ref, referenceName: "noise", network: net, sampling: sampling, isSplitSize: 20)
         let shifted = Evaluation.evaluate(samples: Self.images(40, seed: 2, shift: 0.6), reference: ref, referenceName: "noise", network: net, sampling: sampling, isSplitSize: 20)
-        #expect(Set(same.metrics.keys) == Set(MetricsReport.names), "unavailable: \(same.unavailable)")
+        // Unlabelled samples: every metric but the class probes, which say why they are absent.
+        #expect(Set(same.metrics.keys) == Set(MetricsReport.names.filter { !$0.hasPrefix("class_accuracy_") }), "unavailable: \(same.unavailable)")
+        #expect(same.unavailable["class_accuracy_effnet_lite0"]?.contains("no class labels") == true)
+        // Labelled: the Lite0 probe is measured too.
+        let labels = (0..<40).map { $0 % 2 }
+        let labelled = try ReferenceStatistics.compute(images: Self.images(40, seed: 1), labels: labels, network: net, key: "k")
+        let probed = Evaluation.evaluate(samples: Self.images(40, seed: 2), reference: labelled, referenceName: "noise", network: net,
+                                         sampling: sampling, isSplitSize: 20, sampleLabels: labels, classes: 2)
+        let acc = try #require(probed.metrics["class_accuracy_effnet_lite0"], "\(probed.unavailable)")
+        #expect(acc.value >= 0 && acc.value <= 1 && acc.details?["real_accuracy"] != nil && acc.details?["class_1"] != nil)
         #expect(same.metrics["fd_effnet_lite0"]!.value < shifted.metrics["fd_effnet_lite0"]!.value)
         #expect(same.metrics["fd_effnet_lite0"]!.sampling == sampling)
         #expect(same.metrics["is_effnet_lite0"]!.details?["split_1"] != nil)

@@ -11,10 +11,31 @@ import Testing
         #expect(m.model.preset == "cpu-28-small")
         #expect(m.model.inputSize == 28 && m.model.patchSize == 4 && m.model.hiddenSize == 128)
         #expect(m.model.classDropoutProb == 0.1)
-        #expect(m.training.steps == 1000 && m.training.learningRate == 1e-4)
+        #expect(m.training.steps == 1000 && m.training.recipe == "cpu" && m.training.learningRate == 2e-3)
         #expect(m.sampling.seed == m.seed)
         #expect(m.checkpoint.every == 200 && m.checkpoint.keep == 2)
         #expect(m.evaluation.metrics == Manifest.EvaluationSection.available && m.evaluation.samples == 1000)
+    }
+
+    /// `training.recipe` picks every default; a field written wins; the resolved manifest says all.
+    @Test func recipesGiveTheirDefaultsAndFieldsOverride() throws {
+        let cpu = try manifest("stage: pretrain\ninputs: {dataset: x}\ntraining: {steps: 3000}\n")
+        #expect(cpu.training.lrSchedule == .cosine && cpu.training.warmupSteps == 100 && cpu.training.minLRFraction == 0.1)
+        #expect(cpu.training.emaSchedule == .warmup && cpu.training.emaDecay == 0.999)
+        #expect(cpu.training.lossWeighting == .minSNR && cpu.training.minSNRGamma == 5 && cpu.training.gradClip == 1)
+        let short = try manifest("stage: pretrain\ninputs: {dataset: x}\ntraining: {steps: 60}\n")
+        #expect(short.training.warmupSteps == 6)  // a tenth of a run shorter than 1000 steps
+        let dit = try manifest("stage: pretrain\ninputs: {dataset: x}\ntraining: {recipe: dit, steps: 50}\n")
+        let s = dit.training.settings
+        #expect(s.optimizer.learningRate == 1e-4 && s.lrSchedule == .constant && s.warmupSteps == 0)
+        #expect(s.emaSchedule == .constant && s.emaDecay == 0.9999 && s.lossWeighting == .uniform && s.gradClip == nil)
+        let mixed = try manifest("stage: pretrain\ninputs: {dataset: x}\ntraining: {recipe: dit, loss_weighting: min-snr, grad_clip: 2}\n")
+        #expect(mixed.training.lossWeighting == .minSNR && mixed.training.settings.gradClip == 2 && mixed.training.learningRate == 1e-4)
+        #expect(mixed.yaml().contains("recipe: dit") && mixed.yaml().contains("loss_weighting: min-snr"))
+        #expect(throws: ManifestError.self) { try manifest("stage: pretrain\ninputs: {dataset: x}\ntraining: {recipe: fast}\n") }
+        #expect(throws: ManifestError.self) { try manifest("stage: pretrain\ninputs: {dataset: x}\ntraining: {lr_schedule: step}\n") }
+        #expect(throws: ManifestError.self) { try manifest("stage: pretrain\ninputs: {dataset: x}\nsampling: {sampler: euler}\n") }
+        #expect(try manifest("stage: pretrain\ninputs: {dataset: x}\nsampling: {sampler: dpm++2m, steps: 10}\n").sampling.sampler == "dpm++2m")
     }
 
     @Test func metricAliasesExpandAndDuplicatesCollapse() throws {

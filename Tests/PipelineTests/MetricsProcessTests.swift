@@ -35,11 +35,17 @@ import Testing
             let entry = report["metrics"]?[name]
             #expect(entry?["value"]?.doubleValue.map { $0.isFinite } == true, "\(name): \(String(describing: entry))")
         }
+        // The class probes: real held-out accuracy and per-class numbers beside the value.
+        for name in ["class_accuracy_effnet_lite0", "class_accuracy_pixels"] {
+            let d = report["metrics"]?[name]?["details"]
+            #expect(d?["real_accuracy"]?.doubleValue != nil && d?["ratio"]?.doubleValue != nil && d?["class_1"]?.doubleValue != nil, "\(name)")
+        }
         let fd = report["metrics"]?["fd_effnet_lite0"]
         #expect(fd?["samples"]?.intValue == 20 && fd?["reference_samples"]?.intValue == 10 && fd?["input_size"]?.intValue == 72)
         #expect(fd?["sampling"]?["checkpoint_step"]?.intValue == 20 && fd?["sampling"]?["weights"]?.stringValue == "ema")
         let html = try #require(root.read("Outbox/j/report.html"))
         #expect(html.contains("fd_effnet_lite0") && html.contains("src=\"samples.png\"") && html.contains("src=\"loss.png\""))
+        #expect(html.contains("Recognizability (class_accuracy_pixels)"))
         // The reference statistics were cached, one file per network.
         let cached = try FileManager.default.contentsOfDirectory(atPath: root.path + "/.state/cache").filter { $0.hasPrefix("reference-") }
         #expect(cached.count == 2, "\(cached)")
@@ -78,10 +84,12 @@ import Testing
         let r = try Learngene.run(["serve", "--once", "--root", root.path], root: root)
         #expect(r.status == 0, "\(r.stderr)")
         let report = try #require(root.json("Outbox/j/metrics.json")?["metrics"])
-        for name in Manifest.EvaluationSection.available {
+        for name in Manifest.EvaluationSection.available where name != "class_accuracy_pixels" {
             let why = report["unavailable"]?[name]?.stringValue ?? ""
             #expect(why.contains("not found") && why.contains("pip install"), "\(name): \(why)")
         }
+        // The pixel probe needs no weights.
+        #expect(report["metrics"]?["class_accuracy_pixels"]?["value"]?.doubleValue.map { $0.isFinite } == true)
         #expect(root.read("Outbox/j/report.html")?.contains("not computed") == true)
     }
 

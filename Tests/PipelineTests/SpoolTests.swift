@@ -94,6 +94,12 @@ import Testing
         #expect(Array(zip.prefix(4)) == [0x50, 0x4B, 0x03, 0x04])
         #expect(Array(zip.suffix(22).prefix(4)) == [0x50, 0x4B, 0x05, 0x06])
         #expect(NumpyArchive.crc32(Array("123456789".utf8)) == 0xCBF4_3926)
+        // arr_1, the labels: int64 little-endian, as ADM's image_sample.py writes them.
+        let labels = NumpyArchive.Array(name: "arr_1", int64: [3, -1, 258])
+        #expect(labels.descr == "<i8" && labels.shape == [3])
+        #expect(labels.bytes == [3, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 255, count: 8) + [2, 1, 0, 0, 0, 0, 0, 0])
+        let npy8 = NumpyArchive.npy(shape: labels.shape, bytes: labels.bytes, descr: labels.descr)
+        #expect(String(decoding: npy8.prefix(64), as: UTF8.self).contains("'descr': '<i8', 'fortran_order': False, 'shape': (3,)"))
     }
 
     @Test func sampleImagesConversionAndGrid() {
