@@ -208,9 +208,10 @@ public final class InceptionV3: @unchecked Sendable {
         pooledDimension = c
         spatialSide = spatial
         guard side == 8 else { throw fail("reach \(side)×\(side) before pool2, not 8×8") }
-        // The largest map: conv_2's output (147², 64 channels for the real weights) or a block's.
-        var cap = 147 * 147 * max(stem[2].outChannels, stem[1].outChannels)
-        cap = max(cap, 73 * 73 * stem[3].outChannels, 71 * 71 * stem[4].outChannels)
+        // The largest map: a stem output (conv_2's, 147² × 64 for the real weights) or a block's.
+        var cap = 149 * 149 * stem[0].outChannels
+        cap = max(cap, 147 * 147 * max(stem[1].outChannels, stem[2].outChannels), 73 * 73 * max(stem[2].outChannels, stem[3].outChannels),
+                  71 * 71 * stem[4].outChannels, 35 * 35 * stem[4].outChannels)
         for blk in blocks {
             let s = blk.name == "mixed" || blk.name == "mixed_1" || blk.name == "mixed_2" || blk.name == "mixed_3" ? 35 : 17
             let widest = (blk.branches.flatMap(\.convs) + blk.splits.flatMap { $0.stem + $0.heads }).map(\.outChannels).max() ?? 0

@@ -104,6 +104,33 @@ import Tensors
         }
     }
 
+    /// Gray 16×16 images of uint8 levels (as learngene's tensors are), seeded.
+    static func noise(_ n: Int, seed: UInt64) -> Tensor {
+        let t = Tensor(shape: [n, 1, 16, 16])
+        var x = seed
+        for i in 0..<t.count {
+            x = x &* 6364136223846793005 &+ 1442695040888963407
+            t.data[i] = Float(x >> 56) / 127.5 - 1
+        }
+        return t
+    }
+
+    /// Through `Evaluation`, the network serves exactly its four metrics; statistics given
+    /// from elsewhere replace the reference's for the FID and are named in the entry.
+    @Test func evaluationServesTheInceptionMetrics() throws {
+        let net = try InceptionV3(weights: try InceptionV3.readWeights(at: Self.folder + "/tiny-inception.pt"))
+        let ref = try ReferenceStatistics.compute(images: Self.noise(12, seed: 1), network: net, key: "k")
+        let r = Evaluation.evaluate(samples: Self.noise(10, seed: 2), reference: ref, referenceName: "noise", network: net, sampling: nil)
+        #expect(Set(r.metrics.keys) == ["fid_inception_v3", "sfid_inception_v3", "precision_inception_v3", "recall_inception_v3"], "\(r.unavailable)")
+        #expect(r.metrics["fid_inception_v3"]?.inputSize == 299 && r.metrics["fid_inception_v3"]?.referenceSamples == 12)
+        let given = Evaluation.evaluate(samples: Self.noise(10, seed: 2), reference: ref, referenceName: "noise", network: net, sampling: nil,
+                                        frechetReference: .init(statistics: ref.pooled, name: "statistics from x.npz"))
+        #expect(given.metrics["fid_inception_v3"]?.value == r.metrics["fid_inception_v3"]?.value)
+        #expect(given.metrics["fid_inception_v3"]?.reference == "statistics from x.npz")
+        #expect(given.metrics["sfid_inception_v3"]?.reference == "noise")
+        #expect(net.identity.hasPrefix("inception-v3-fid@299px"))
+    }
+
     @Test func missingWeightsMessageSaysHowToInstall() {
         let env = ["HOME": "/nonexistent-home"]
         #expect(InceptionV3.locateWeights(root: "/nonexistent-root", environment: env) == nil)

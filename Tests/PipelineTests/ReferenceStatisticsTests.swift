@@ -52,9 +52,11 @@ import Testing
 
     static func npy(_ values: [Double], shape: [Int], fortran: Bool = false) -> [UInt8] {
         var bytes = NumpyArchive.npy(shape: shape, bytes: values.withUnsafeBufferPointer { [UInt8](UnsafeRawBufferPointer($0)) }, descr: "<f8")
-        if fortran {
-            let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "'fortran_order': False", with: "'fortran_order': True ")
-            bytes = Array(text.utf8)
+        if fortran {  // same length, so the header stays padded
+            let from = Array("'fortran_order': False".utf8), to = Array("'fortran_order': True ".utf8)
+            if let at = (0...(bytes.count - from.count)).first(where: { bytes[$0..<($0 + from.count)].elementsEqual(from) }) {
+                bytes.replaceSubrange(at..<(at + from.count), with: to)
+            }
         }
         return bytes
     }
