@@ -215,9 +215,9 @@ public struct Manifest: Sendable, Equatable {
         public init() {}
     }
 
-    /// How generated samples are measured (EfficientNet-Lite0 features; `metrics.json`'s
-    /// `"metrics"`, the table of `report.html`). Without the network's weights installed every
-    /// metric is listed as unavailable with the reason, and the job still succeeds.
+    /// How generated samples are measured (Inception-v3 and EfficientNet-Lite0 features;
+    /// `metrics.json`'s `"metrics"`, the table of `report.html`). Without a network's weights
+    /// installed its metrics are listed as unavailable with the reason, and the job still succeeds.
     public struct EvaluationSection: Sendable, Equatable {
         /// Which metrics to report (default: all of them).
         public var metrics: [String] = EvaluationSection.available

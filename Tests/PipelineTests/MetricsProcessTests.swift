@@ -62,6 +62,9 @@ import Testing
                  + "evaluation: {samples: 20, reference_images: 10, input_size: 72, reference_statistics: Outbox/j/reference-stats-inception_v3.npz}\n")
         root.job("ev-images", "stage: evaluate\ninputs: {images: ds, dataset: ds}\nevaluation: {samples: 0, reference_images: 0, input_size: 72}\n")
         root.job("j2", PretrainProcessTests.tinyJob(steps: 6, extra: Self.evaluation))
+        // Statistics that are not there: that metric says why, the others are measured, the job succeeds.
+        root.job("ev-bad", "stage: evaluate\ninputs: {model: {job: j}, dataset: ds}\nsampling: {count: 4, steps: 3}\n"
+                 + "evaluation: {samples: 20, reference_images: 10, input_size: 72, reference_statistics: Inbox/missing.npz}\n")
         r = try Learngene.run(["serve", "--once", "--root", root.path], root: root)
         #expect(r.status == 0, "\(r.stderr)")
         let model = try #require(root.json("Outbox/ev-model/metrics.json")?["metrics"]?["metrics"])
@@ -77,6 +80,9 @@ import Testing
         let after = try FileManager.default.contentsOfDirectory(atPath: root.path + "/.state/cache").filter { $0.hasPrefix("reference-") }
         #expect(Set(cached).isSubset(of: after) && after.count == 6, "\(after)")
         #expect(root.json("Outbox/j2/metrics.json")?["metrics"]?["metrics"]?["fid_inception_v3"]?["value"]?.doubleValue != nil)
+        let bad = try #require(root.json("Outbox/ev-bad/metrics.json")?["metrics"])
+        #expect(bad["unavailable"]?["fid_inception_v3"]?.stringValue?.contains("Inbox/missing.npz") == true, "\(bad)")
+        #expect(bad["metrics"]?["sfid_inception_v3"]?["value"]?.doubleValue != nil)
         #expect(root.exists("Outbox/ev-model/samples.png") && root.exists("Outbox/ev-model/report.html"))
         let images = try #require(root.json("Outbox/ev-images/metrics.json")?["metrics"]?["metrics"])
         #expect(abs(images["fd_effnet_lite0"]?["value"]?.doubleValue ?? 1) < 1e-3)
