@@ -67,14 +67,13 @@ public final class InceptionV3: @unchecked Sendable {
         var convs: [Conv]
     }
 
-    /// A mixed block: branches concatenated along channels. E also has two 3-way splits
-    /// (`tower_mixed_conv{,_1}` read one shared input): `split` holds them as (stem convs,
-    /// the two heads).
+    /// A mixed block: branches concatenated along channels. E also has two forks, where two
+    /// heads (`tower_mixed_conv`, `_1`; 1×3 and 3×1) read one shared stem's output: `splits`
+    /// holds them as (stem convs, heads), and their outputs sit between branch 0 and branch 1.
     struct Block {
         var name: String
         var branches: [Branch]
         var splits: [(stem: [Conv], heads: [Conv])]
-        /// Splits come after branch 0 in the output (E: conv, tower, tower_1, tower_2 pool).
         var outChannels: Int
     }
 
