@@ -68,14 +68,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // Fuzzing harness for the readers of outside bytes (Tools/fuzz/run.sh builds it with
+        // -sanitize=fuzzer); a normal build replays files through the same targets.
+        .executableTarget(name: "learngene-fuzz", dependencies: ["Formats", "Images", "Datasets", "Pipeline"], path: "Sources/learngene-fuzz"),
+        // Tests against real weights (not in the repository): skipped when absent, failed under CI=true.
+        .target(name: "RealWeights", path: "Tests/RealWeights"),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImagesTests", dependencies: ["Images"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
         .testTarget(name: "DiTTests", dependencies: ["DiT", "Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
-        .testTarget(name: "MetricsTests", dependencies: ["Metrics"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "RealWeights"], resources: [.copy("Fixtures")]),
         .testTarget(name: "LearngeneTests", dependencies: ["Learngene", "DiT", "Formats"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "Formats"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "Formats", "RealWeights"], resources: [.copy("Fixtures")]),
     ]
 )

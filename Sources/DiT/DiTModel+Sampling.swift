@@ -55,7 +55,19 @@ extension DiTModel {
     /// for more prompts than table rows, swap tables between calls or use
     /// `sample(textEmbeddings:settings:seed:batch:)`); guidance's null label is `numClasses`.
     public func sample(labels: [Int], settings: SamplingSettings, seed: UInt64, batch: Int = 64) throws -> Tensor {
-        let c = config
+        let c = config, m = c.inChannels * c.inputSize * c.inputSize
+        let result = Tensor(shape: [labels.count, c.inChannels, c.inputSize, c.inputSize])
+        try sample(labels: labels, settings: settings, seed: seed, batch: batch) { start, images in
+            (result.data + start * m).update(from: images.data, count: images.count)
+        }
+        return result
+    }
+
+    /// As `sample(labels:settings:seed:batch:)`, with the same bits, but handing each chunk
+    /// of `batch` images (and the index of its first) to `each` instead of holding them all:
+    /// memory stays one chunk whatever the label count.
+    public func sample(labels: [Int], settings: SamplingSettings, seed: UInt64, batch: Int = 64,
+                       each: (Int, Tensor) throws -> Void) throws {
         let diffusion = try GaussianDiffusion(diffusionSteps: 1000)
         let wasInference = inferenceOnly
         inferenceOnly = true
@@ -63,10 +75,8 @@ extension DiTModel {
             releaseActivations()
             inferenceOnly = wasInference
         }
-        let result = Tensor(shape: [labels.count, c.inChannels, c.inputSize, c.inputSize])
         var rng = RandomStream(seed: seed, stream: 0x5A)
-        try sampleChunks(diffusion, labels: labels, settings: settings, batch: batch, rng: &rng, into: result, at: 0)
-        return result
+        try sampleChunks(diffusion, labels: labels, settings: settings, batch: batch, rng: &rng, each: each)
     }
 
     /// Text-conditioned models: one image per prompt embedding (each `config.textDim` long, as
@@ -100,26 +110,33 @@ extension DiTModel {
         while start < prompts.count {
             let rows = Array(prompts[start..<min(prompts.count, start + group)])
             try setTextTable(rows + Array(repeating: rows[rows.count - 1], count: c.numClasses - rows.count))
-            try sampleChunks(diffusion, labels: Array(0..<rows.count), settings: settings, batch: group, rng: &rng,
-                             into: result, at: start)
+            let m = c.inChannels * c.inputSize * c.inputSize, base = start
+            try sampleChunks(diffusion, labels: Array(0..<rows.count), settings: settings, batch: group, rng: &rng) { s, images in
+                (result.data + (base + s) * m).update(from: images.data, count: images.count)
+            }
             start += rows.count
         }
         return result
     }
 
-    /// Samples `labels` in chunks of `batch` into `result` from sample `offset` on.
+    /// Samples `labels` in chunks of `batch`, handing each chunk and its first index to `each`.
+    /// Every model evaluation feeds the daemon's watchdog (`Heartbeat`): a sampling pass can
+    /// last longer than the watchdog period.
     func sampleChunks(_ diffusion: GaussianDiffusion, labels: [Int], settings: SamplingSettings, batch: Int,
-                      rng: inout RandomStream, into result: Tensor, at offset: Int) throws {
-        let c = config, m = c.inChannels * c.inputSize * c.inputSize
+                      rng: inout RandomStream, each: (Int, Tensor) throws -> Void) throws {
+        let c = config
         var start = 0
         while start < labels.count {
             let chunk = Array(labels[start..<min(labels.count, start + batch)])
             let images = try diffusion.sample(
-                model: { x, t, y, out in self.forward(x: x, t: t, y: y, out: out) },
+                model: { x, t, y, out in
+                    self.forward(x: x, t: t, y: y, out: out)
+                    Heartbeat.beat()
+                },
                 shape: [chunk.count, c.inChannels, c.inputSize, c.inputSize], labels: chunk, steps: settings.steps,
                 sampler: settings.diffusionSampler, guidance: settings.guidance, cfgMode: settings.mode,
                 nullClass: c.numClasses, clipDenoised: true, rng: &rng)
-            (result.data + (offset + start) * m).update(from: images.data, count: chunk.count * m)
+            try each(start, images)
             start += chunk.count
         }
     }

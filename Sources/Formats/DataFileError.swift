@@ -40,7 +40,9 @@ import Darwin
 public enum DataFile {
     /// Reads a regular file's bytes; refuses directories and files larger than `maxBytes`.
     public static func bytes(atPath path: String, maxBytes: Int = 1 << 32) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO would otherwise wait forever for a writer; fstat below
+        // refuses it (regular files ignore the flag).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             let e = errno
             throw DataFileError(file: path, reason: "cannot be opened: \(String(cString: strerror(e)))",

@@ -1,3 +1,4 @@
+import Foundation
 import Tensors
 
 /// The safetensors format (huggingface/safetensors): 8-byte little-endian header length N,
@@ -237,10 +238,15 @@ public enum SafeTensors {
     /// The JSON schema's cap on shape entries and offsets.
     static let maxDimension = (1 << 48) - 1
 
-    /// Reads and validates a file (see `parse`).
-    public static func read(contentsOf path: String) throws -> File {
+    /// The largest file `read` loads by default: half the machine's memory. The whole file is
+    /// held in memory, so a larger one (a stray or hostile file) would end in the OOM killer
+    /// instead of an error.
+    public static var defaultMaxFileBytes: Int { Int(clamping: ProcessInfo.processInfo.physicalMemory / 2) }
+
+    /// Reads and validates a file (see `parse`), refusing one over `maxBytes` before reading.
+    public static func read(contentsOf path: String, maxBytes: Int = defaultMaxFileBytes) throws -> File {
         let bytes: [UInt8]
-        do { bytes = try DataFile.bytes(atPath: path, maxBytes: Int.max) } catch let e as DataFileError {
+        do { bytes = try DataFile.bytes(atPath: path, maxBytes: maxBytes) } catch let e as DataFileError {
             throw FormatError(file: path, reason: e.reason + (e.hint.map { " (\($0))" } ?? ""))
         }
         return try parse(bytes, name: path)

@@ -115,8 +115,75 @@ enum Pickle {
     static func load(_ bytes: UnsafeRawBufferPointer, from start: Int, base: Int = 0,
                      persistentLoad: ((Value, Int) throws(Failure) -> Value)? = nil) throws(Failure) -> (Value, Int) {
         var m = Machine(bytes: bytes, pos: start, base: base, persistentLoad: persistentLoad)
-        let v = try m.run()
+        let v: Value
+        do throws(Failure) { v = try m.run() } catch {
+            dismantle(m.stack + Array(m.memo.values))
+            throw error
+        }
+        guard let reachable = boxes(of: v, maxDepth: maxDepth) else {
+            dismantle([v] + m.stack + Array(m.memo.values))
+            throw Failure(offset: m.pos, reason: "the pickle nests containers deeper than \(maxDepth) levels; a state dict is a few levels deep",
+                          hint: "only state dicts of tensors are read")
+        }
+        dismantle(Array(m.memo.values), keeping: reachable)
         return (v, m.pos)
+    }
+
+    /// How deep lists, dicts and tuples may nest. Values are freed recursively (one stack
+    /// frame per level), so a pickle of lists nested 100 000 deep, which loads fine with the
+    /// machine's own stack, overflowed the thread's stack when it was released (found by
+    /// fuzzing).
+    static let maxDepth = 100
+
+    /// Identity of a tuple's storage, so values shared through DUP or the memo are walked once.
+    private static func identity(_ t: [Value]) -> UnsafeRawPointer? {
+        t.withUnsafeBufferPointer { $0.baseAddress.map { UnsafeRawPointer($0) } }
+    }
+
+    /// The lists and dicts reachable from `root`, or nil if containers nest deeper than
+    /// `maxDepth`. Iterative, and each shared container is walked once.
+    static func boxes(of root: Value, maxDepth: Int) -> Set<ObjectIdentifier>? {
+        var seen = Set<ObjectIdentifier>(), seenTuples = Set<UnsafeRawPointer>()
+        var work: [(Value, Int)] = [(root, 0)]
+        while let (v, d) = work.popLast() {
+            switch v {
+            case .tuple(let t):
+                guard let id = identity(t), seenTuples.insert(id).inserted else { continue }
+                if d >= maxDepth { return nil }
+                for x in t { work.append((x, d + 1)) }
+            case .list(let l):
+                guard seen.insert(ObjectIdentifier(l)).inserted else { continue }
+                if d >= maxDepth { return nil }
+                for x in l.items { work.append((x, d + 1)) }
+            case .dict(let dd):
+                guard seen.insert(ObjectIdentifier(dd)).inserted else { continue }
+                if d >= maxDepth { return nil }
+                for (k, x) in dd.items { work.append((k, d + 1)); work.append((x, d + 1)) }
+            default: break
+            }
+        }
+        return seen
+    }
+
+    /// Empties lists and dicts (except `keeping`) without recursion, so releasing what a
+    /// pickle built never recurses deeply (and reference cycles through the memo are broken).
+    static func dismantle(_ roots: [Value], keeping: Set<ObjectIdentifier> = []) {
+        var work = roots
+        var seenTuples = Set<UnsafeRawPointer>()
+        while let v = work.popLast() {
+            switch v {
+            case .tuple(let t):
+                guard let id = identity(t), seenTuples.insert(id).inserted else { continue }
+                work += t
+            case .list(let l) where !keeping.contains(ObjectIdentifier(l)):
+                work += l.items
+                l.items = []
+            case .dict(let d) where !keeping.contains(ObjectIdentifier(d)):
+                for (k, x) in d.items { work.append(k); work.append(x) }
+                d.items = []
+            default: break
+            }
+        }
     }
 
     private struct Machine {

@@ -136,7 +136,11 @@ public enum TorchCheckpoint {
             let protocolVersion: Pickle.Value
             (protocolVersion, pos) = try Pickle.load(raw, from: pos)
             guard case .int(1001) = protocolVersion else {
-                throw Pickle.Failure(offset: pos, reason: "torch legacy protocol version is \(protocolVersion), not 1001")
+                // The kind, or the number: never the value itself, whose description recurses
+                // (a pickle of nested lists 100 000 deep overflowed the stack; found by fuzzing).
+                let shown: String
+                if case .int(let v) = protocolVersion { shown = "\(v)" } else { shown = "a \(protocolVersion.kind)" }
+                throw Pickle.Failure(offset: pos, reason: "torch legacy protocol version is \(shown), not 1001")
             }
             let sysInfo: Pickle.Value
             (sysInfo, pos) = try Pickle.load(raw, from: pos)

@@ -84,7 +84,9 @@ public enum ImageCodec {
 
     /// Reads a regular file whole, refusing it before reading when it is over `maxBytes`.
     public static func readFile(_ path: String, maxBytes: Int = .max) throws(ImageError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO named like an image would block the open forever; fstat below
+        // refuses it (regular files ignore the flag).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 { throw ImageError(file: path, reason: .io("cannot open: \(errnoText())")) }
         defer { close(fd) }
         var st = stat()
@@ -111,7 +113,7 @@ public enum ImageCodec {
     /// sees half a file.
     public static func writeFile(_ bytes: [UInt8], to path: String) throws(ImageError) {
         let temp = "\(path).tmp-\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
         if fd < 0 { throw ImageError(file: path, reason: .io("cannot create \(temp): \(errnoText())")) }
         var done = 0
         while done < bytes.count {

@@ -64,6 +64,10 @@ enum FactorFile {
         guard let cj = file.metadata["learngene.config"], let config = try? dec.decode(DiTConfig.self, from: Data(cj.utf8)) else {
             throw LearngeneError("the \(method.rawValue.uppercased()) file has no readable learngene.config metadata; re-export it")
         }
+        let configProblems = config.problems()
+        if !configProblems.isEmpty {
+            throw LearngeneError("the \(method.rawValue.uppercased()) file's learngene.config is unusable: \(configProblems.joined(separator: "; ")); re-export it")
+        }
         if let expected, expected != config {
             throw LearngeneError("the \(method.rawValue.uppercased()) file was made for another model (\(differences(config, expected).joined(separator: ", ")), file vs asked); use the learngene condensed for this model, or ask for the file's config")
         }

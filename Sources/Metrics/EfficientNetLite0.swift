@@ -235,6 +235,7 @@ public final class EfficientNetLite0: @unchecked Sendable {
                     }
                 }
             }
+            Heartbeat.beat()  // thousands of images can take longer than the watchdog period
             start += count
             progress?(start, n)
         }

@@ -9,7 +9,12 @@ import Tensors
 /// The choice: **ridge regression to one-hot targets** (scikit-learn's `RidgeClassifier`),
 /// not logistic regression. It has a closed form, so the fit is deterministic, needs no
 /// learning rate or iteration count, and takes about a second for a few thousand images.
-/// - Features are standardized with the training split's mean and standard deviation.
+/// - Features are centered on the fitting split's mean, not scaled per dimension. Scaling
+///   each dimension to unit variance (as `StandardScaler` would) makes the probe useless on
+///   samples: pixels that are always black in real images get a tiny variance, so a faint
+///   speckle there in a sample becomes a huge standardized value and decides the class. With
+///   scaling, the example ancestry's samples scored 48% of real accuracy; centered, 99%
+///   (what the sample grid shows to the eye).
 /// - Targets are one-hot rows, centered; the intercept is their mean.
 /// - Fitted in the dual (n ≤ `maxFitImages` ≤ dimension is the usual case here): with the
 ///   Gram matrix K = X Xᵀ = U diag(s) Uᵀ (LAPACK dsyevd, Double), α = U diag(1/(s+λ)) Uᵀ Y
@@ -46,21 +51,11 @@ public struct LinearProbe: Sendable {
             throw MetricsError("the linear probe needs at least \(2 * classes) reference images for \(classes) classes, got \(n)",
                                fix: "raise evaluation.reference_images or give the dataset more images")
         }
-        // Standardize.
-        var mean = [Double](repeating: 0, count: d), sq = [Double](repeating: 0, count: d)
-        for i in 0..<n {
-            for j in 0..<d {
-                let v = Double(features.values[i * d + j])
-                mean[j] += v
-                sq[j] += v * v
-            }
-        }
-        var scale = [Double](repeating: 1, count: d)
-        for j in 0..<d {
-            mean[j] /= Double(n)
-            let variance = max(0, sq[j] / Double(n) - mean[j] * mean[j])
-            scale[j] = variance > 1e-12 ? 1 / variance.squareRoot() : 0
-        }
+        // Center.
+        var mean = [Double](repeating: 0, count: d)
+        for i in 0..<n { for j in 0..<d { mean[j] += Double(features.values[i * d + j]) } }
+        let scale = [Double](repeating: 1, count: d)  // centered only (see above)
+        for j in 0..<d { mean[j] /= Double(n) }
         var x = [Double](repeating: 0, count: n * d)
         for i in 0..<n { for j in 0..<d { x[i * d + j] = (Double(features.values[i * d + j]) - mean[j]) * scale[j] } }
         // Centered one-hot targets.

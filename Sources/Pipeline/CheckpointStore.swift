@@ -1,5 +1,43 @@
 import Formats
 import Foundation
+import Tensors
+
+/// A resume the daemon will not do because its bits would differ from an uninterrupted run
+/// (another thread count, other training data). The job stays claimed, its checkpoints kept,
+/// until the daemon is restarted as the error's fix says.
+public struct ResumeRefused: Error, Sendable {
+    public var error: JobError
+    public init(_ error: JobError) { self.error = error }
+}
+
+/// What decides the bits of a training step besides the job itself: the worker count
+/// (`splitRows` and `Parallel` splits), OpenBLAS's thread count (how it splits the products
+/// that are not split by us) and its kernel. Recorded in every checkpoint's DONE.
+public struct Numerics: Sendable, Equatable {
+    public var workers: Int
+    public var blasThreads: Int
+    public var blasCore: String
+
+    public init(workers: Int, blasThreads: Int, blasCore: String) {
+        self.workers = workers
+        self.blasThreads = blasThreads
+        self.blasCore = blasCore
+    }
+
+    /// This process's settings. OpenBLAS's count is read once: kernels drop it to 1 for a
+    /// moment (`parallelTasks`), and a store made in such a moment must not see that.
+    public static var current: Numerics { Numerics(workers: Parallel.workers, blasThreads: configuredBlasThreads, blasCore: Blas.coreName) }
+    private static let configuredBlasThreads = Blas.threads
+
+    var json: JSONValue { ["workers": .int(workers), "openblas_threads": .int(blasThreads), "openblas_core": .string(blasCore)] }
+
+    init?(json: JSONValue?) {
+        guard let j = json, let w = j["workers"]?.intValue, let b = j["openblas_threads"]?.intValue, let c = j["openblas_core"]?.stringValue else { return nil }
+        self.init(workers: w, blasThreads: b, blasCore: c)
+    }
+
+    var words: String { "\(workers) worker\(workers == 1 ? "" : "s") and \(blasThreads) OpenBLAS thread\(blasThreads == 1 ? "" : "s") (kernel \(blasCore))" }
+}
 
 /// Resumable checkpoints of one job, one folder per step:
 ///
@@ -17,11 +55,14 @@ public struct CheckpointStore: Sendable {
     public let directory: String
     public let configHash: String
     public let keep: Int
+    /// The settings this process trains with; a checkpoint made under others is not resumed.
+    public let numerics: Numerics
 
-    public init(directory: String, configHash: String, keep: Int) {
+    public init(directory: String, configHash: String, keep: Int, numerics: Numerics = .current) {
         self.directory = directory
         self.configHash = configHash
         self.keep = max(1, keep)
+        self.numerics = numerics
     }
 
     /// A loaded checkpoint.
@@ -76,6 +117,7 @@ public struct CheckpointStore: Sendable {
             "files": ["tensors.safetensors": .int(FileOps.size(final + "/tensors.safetensors") ?? -1),
                       "state.json": .int(stateBytes.count)],
             "written_at": .string(Timestamp.now()),
+            "numerics": numerics.json,
         ]
         try FileOps.writeDurably(done.pretty, to: final + "/DONE")
         prune()
@@ -101,6 +143,15 @@ public struct CheckpointStore: Sendable {
                 throw JobError(what: "checkpoint \(CheckpointStore.folderName(step)) was written for a different configuration (hash \(hash), the manifest now gives \(configHash))",
                                where: dir,
                                fix: "restore the manifest the job was started with, or delete \(directory) to start the job over from step 0 (its progress is lost)")
+            }
+            // Checkpoints from before this record have none: they resume as before.
+            if let made = Numerics(json: done["numerics"]), made != numerics {
+                var fix = "restart the daemon with LEARNGENE_THREADS=\(made.workers) OPENBLAS_NUM_THREADS=\(made.blasThreads)"
+                if made.blasCore != numerics.blasCore { fix += " OPENBLAS_CORETYPE=\(made.blasCore)" }
+                fix += " (and the CPU set it had), or delete \(directory) to start the job over from step 0 under the current settings"
+                throw ResumeRefused(JobError(
+                    what: "checkpoint \(CheckpointStore.folderName(step)) was computed with \(made.words); this daemon has \(numerics.words), so resuming would give other numbers than an uninterrupted run",
+                    where: dir, fix: fix))
             }
             do {
                 let tensors = try SafeTensors.read(contentsOf: dir + "/tensors.safetensors")

@@ -23,6 +23,8 @@ public struct DaemonOptions: Sendable {
 public struct DaemonSummary: Sendable {
     public var published: [String] = []
     public var failed: [String] = []
+    /// Claimed jobs not resumed because their checkpoints would give other bits here.
+    public var held: [String] = []
     /// Jobs left waiting at the end of a `--once` run, with the reason.
     public var waiting: [(job: String, reason: String)] = []
     /// True when a stop signal ended the run.
@@ -42,6 +44,9 @@ public final class Daemon: @unchecked Sendable {
     let runner: JobRunner
     private var watcher: InboxWatcher?
     private var lastWaitReasons: [String: String] = [:]
+    /// Jobs refused a resume (`JobRunner.Outcome.held`): their cause (environment, data) does
+    /// not change while this process runs, so they are not retried until a restart.
+    private var held: Set<String> = []
 
     public init(layout: SpoolLayout, registry: StageRegistry, options: DaemonOptions, logger: Logger,
                 notifier: SystemdNotifier = SystemdNotifier(environment: [:]), stop: StopSignal = StopSignal()) {
@@ -96,7 +101,7 @@ public final class Daemon: @unchecked Sendable {
                         logger.error("cannot move \(file) to Failed/: \(error)", metadata: ["job": .string(job)])
                     }
                 case let .resume(job):
-                    guard !ranJob, let lock = spool.lock(job) else { continue }
+                    guard !ranJob, !held.contains(job), let lock = spool.lock(job) else { continue }
                     defer { lock.unlock() }
                     guard let claim = spool.openClaim(job) else { continue }
                     ranJob = true
@@ -156,6 +161,9 @@ public final class Daemon: @unchecked Sendable {
         switch outcome {
         case .published: summary.published.append(job)
         case .failed: summary.failed.append(job)
+        case .held:
+            summary.held.append(job)
+            held.insert(job)
         case .stopped, .skipped: break
         }
     }

@@ -73,10 +73,17 @@ enum FileOps {
         try? FileManager.default.removeItem(atPath: path)
     }
 
-    static func read(_ path: String, limit: Int = Int.max) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// Reads a regular file, at most `limit` bytes (one more chunk is read to tell a longer
+    /// file apart). `followLinks: false` refuses a symbolic link (ELOOP) instead of reading
+    /// what it points to (`/proc/self/environ`, say). A FIFO or device is refused before any
+    /// read: O_NONBLOCK keeps the open itself from waiting for a writer.
+    static func read(_ path: String, limit: Int = Int.max, followLinks: Bool = true) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followLinks ? 0 : O_NOFOLLOW))
         guard fd >= 0 else { throw FileError(operation: "open", path: path, code: errno) }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileError(operation: "fstat", path: path, code: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileError(operation: "read (not a regular file)", path: path, code: EINVAL) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while out.count <= limit {
@@ -104,25 +111,111 @@ enum FileOps {
     /// Atomic but not fsynced (for status files rewritten every few seconds).
     static func writeQuickly(_ text: String, to path: String) {
         let tmp = (path as NSString).deletingLastPathComponent + "/.tmp-\(getpid())-" + (path as NSString).lastPathComponent
-        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)) else { return }
-        if Foundation.rename(tmp, path) != 0 { unlink(tmp) }
-    }
-
-    /// Copies a regular file and fsyncs the copy.
-    static func copyFile(_ from: String, to: String) throws {
-        let bytes = try read(from)
-        let fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FileError(operation: "create", path: to, code: errno) }
-        defer { close(fd) }
-        try bytes.withUnsafeBytes { raw in
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o666)
+        guard fd >= 0 else { return }
+        let ok = Array(text.utf8).withUnsafeBytes { raw in
             var off = 0
             while off < raw.count {
                 let n = Foundation.write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 { if errno == EINTR { continue }; throw FileError(operation: "write", path: to, code: errno) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
                 off += n
+            }
+            return true
+        }
+        close(fd)
+        if !ok || Foundation.rename(tmp, path) != 0 { unlink(tmp) }
+    }
+
+    /// Whether `path` itself (not what it points to) is a symbolic link.
+    static func isSymlink(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+    }
+
+    /// Whether `path` itself is a regular file (a link to one is not).
+    static func isRegularFileNoFollow(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+    }
+
+    /// The largest file the daemon copies by default (manifests, error records): the manifest
+    /// size limit, so a user's huge file is never duplicated (it is moved instead).
+    static var copyLimit: Int { ConfigNode.Limits().maxBytes }
+    /// Job logs are the daemon's own, appended at every logged step: a larger cap.
+    static let logCopyLimit = 1 << 30
+
+    /// Copies a regular file (never through a symbolic link) and fsyncs the copy. Refuses a
+    /// file over `limit` bytes with EFBIG. The copy is created 0666 less the umask, as any
+    /// new file of the daemon's (the shipped unit's UMask=0002 makes results group-writable).
+    static func copyFile(_ from: String, to: String, limit: Int = copyLimit) throws {
+        let src = open(from, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW)
+        guard src >= 0 else { throw FileError(operation: "open", path: from, code: errno) }
+        defer { close(src) }
+        var st = stat()
+        guard fstat(src, &st) == 0 else { throw FileError(operation: "fstat", path: from, code: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileError(operation: "copy (not a regular file)", path: from, code: EINVAL) }
+        guard Int(st.st_size) <= limit else { throw FileError(operation: "copy (over the \(limit)-byte limit)", path: from, code: EFBIG) }
+        let fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o666)
+        guard fd >= 0 else { throw FileError(operation: "create", path: to, code: errno) }
+        defer { close(fd) }
+        // In chunks: memory stays small whatever the file; the count is checked again because
+        // the file may grow while it is copied.
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        var total = 0
+        while true {
+            let n = buf.withUnsafeMutableBytes { Foundation.read(src, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw FileError(operation: "read", path: from, code: errno) }
+            if n == 0 { break }
+            total += n
+            guard total <= limit else { throw FileError(operation: "copy (over the \(limit)-byte limit)", path: from, code: EFBIG) }
+            try buf.withUnsafeBytes { raw in
+                var off = 0
+                while off < n {
+                    let w = Foundation.write(fd, raw.baseAddress! + off, n - off)
+                    if w < 0 { if errno == EINTR { continue }; throw FileError(operation: "write", path: to, code: errno) }
+                    off += w
+                }
             }
         }
         guard fsync(fd) == 0 else { throw FileError(operation: "fsync", path: to, code: errno) }
+    }
+
+    /// Keeps `from` at `to` without reading through a link: a symbolic link is recreated as
+    /// the same link, a regular file within `limit` is copied. False when neither applies
+    /// (a larger file, a FIFO): the caller then moves the original by rename.
+    static func preserve(_ from: String, to: String, limit: Int = copyLimit) throws -> Bool {
+        var st = stat()
+        guard lstat(from, &st) == 0 else { throw FileError(operation: "lstat", path: from, code: errno) }
+        switch st.st_mode & S_IFMT {
+        case S_IFLNK:
+            var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(from, &buf, buf.count - 1)
+            guard n >= 0 else { throw FileError(operation: "readlink", path: from, code: errno) }
+            let target = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard symlink(target, to) == 0 else { throw FileError(operation: "symlink", path: to, code: errno) }
+            return true
+        case S_IFREG where Int(st.st_size) <= limit:
+            do { try copyFile(from, to: to, limit: limit) } catch let e as FileError where e.code == EFBIG { return false }
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// The target of a symbolic link, for messages.
+    static func linkTarget(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n >= 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Modification time of the entry itself (a link's own time, not its target's).
+    static func lmtime(_ path: String) -> Double? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        return Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) * 1e-9
     }
 
     static func fsyncPath(_ path: String) {
@@ -174,7 +267,7 @@ public final class FileLock: @unchecked Sendable {
     /// Takes the lock without waiting; nil if another process (or another open of the file in
     /// this process) holds it.
     public static func tryLock(_ path: String) -> FileLock? {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o666)
         guard fd >= 0 else { return nil }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             close(fd)

@@ -13,7 +13,7 @@ public final class JobLog: @unchecked Sendable {
     public init(path: String?, job: String, logger: Logger) {
         self.job = job
         self.logger = logger
-        fd = path.map { open($0, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644) } ?? -1
+        fd = path.map { open($0, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o666) } ?? -1
     }
 
     deinit { if fd >= 0 { close(fd) } }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Tensors
 
 /// Runs one claimed job to its end: resume bookkeeping, input resolution, the stage, then
 /// publishing to `Outbox/` or failing to `Failed/`. The caller holds the job's lock.
@@ -28,12 +29,19 @@ public struct JobRunner: Sendable {
         case stopped
         /// Nothing to do after all (already finished by a crashed predecessor).
         case skipped(String)
+        /// Not resumed: its checkpoint would give other bits here (`ResumeRefused`); still
+        /// claimed, checkpoints kept, until the daemon runs as the error's fix says.
+        case held(JobError)
     }
 
     var layout: SpoolLayout { spool.layout }
 
     public func run(_ claim: ClaimedJob) -> Outcome {
         var claim = claim
+        // Sampling steps and feature batches feed the watchdog through this hook.
+        let notifier = self.notifier
+        let beat = Heartbeat.install { notifier?.heartbeat() }
+        defer { Heartbeat.remove(beat) }
         let log = JobLog(path: claim.logPath, job: claim.name, logger: logger)
         let life = Lifecycle(log: log)
 
@@ -116,6 +124,12 @@ public struct JobRunner: Sendable {
         let outcome: StageOutcome
         do {
             outcome = try stage.run(context)
+        } catch let refused as ResumeRefused {
+            let e = refused.error
+            log.event("held", "not resumed: \(e.what) [\(e.where)] — fix: \(e.fix)", level: .error, [("error", e.json)])
+            logger.error("not resumed: \(e.what) [\(layout.relative(e.where))] — fix: \(e.fix)", metadata: ["job": .string(claim.name)])
+            progress.writeStatus(force: true, state: "held")
+            return .held(e)
         } catch let e as JobError {
             return fail(claim, life: life, e, stage: manifest.stage, log: log)
         } catch {
@@ -135,7 +149,7 @@ public struct JobRunner: Sendable {
                 try writeRecords(claim: claim, manifest: result.manifest, output: output, started: started)
                 log.event("done", "\(result.summary); publishing to Outbox/\(claim.name)")
                 // The log is copied last so that it includes the line above.
-                try FileOps.copyFile(claim.logPath, to: output + "/log.jsonl")
+                try FileOps.copyFile(claim.logPath, to: output + "/log.jsonl", limit: FileOps.logCopyLimit)
                 let target = try spool.publish(claim)
                 life.apply(.publish)
                 logger.info("published \(layout.relative(target))", metadata: ["job": .string(claim.name)])

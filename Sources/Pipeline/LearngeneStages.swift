@@ -288,7 +288,7 @@ public struct InitStage: Stage {
 
         // Publish: every size's weights, the metrics, the curves, the report.
         for t in targets {
-            try FileOps.copyFile(ctx.workDirectory + "/" + t.fileName, to: ctx.outputDirectory + "/" + t.fileName)
+            try FileOps.copyFile(ctx.workDirectory + "/" + t.fileName, to: ctx.outputDirectory + "/" + t.fileName, limit: .max)  // the daemon's own model files
         }
         let outputs = ModelOutputs(ctx: ctx)
         if let first = curves.first(where: { !$0.1.isEmpty }) {

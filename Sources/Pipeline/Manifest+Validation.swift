@@ -39,6 +39,13 @@ extension Manifest {
                                    message: "training would need about \(bytes >> 30) GiB of memory (model \(model.preset), batch \(training.batchSize))",
                                    fix: "lower training.batch_size or the model size (limit \(Manifest.memoryLimitBytes >> 30) GiB)"))
             }
+            // samples.npz is ZIP32: its one array must stay under 4 GiB (issue 14).
+            let perImage = config.inputSize * config.inputSize * config.inChannels
+            if NumpyArchive.memberBytes(shape: [sampling.count, perImage]) == nil {
+                out.append(Problem(field: "sampling.count",
+                                   message: "\(sampling.count) samples of \(config.inputSize)×\(config.inputSize)×\(config.inChannels) are more than a samples.npz (4 GiB) can hold",
+                                   fix: "sample at most \(NumpyArchive.maxMemberBytes / perImage) images"))
+            }
         }
         return out
     }

@@ -49,6 +49,9 @@ struct ModelFile {
             throw JobError(what: "\(shown) does not say which DiT it holds (no learngene.dit_config metadata)", where: shown,
                            fix: "use a model written by learngene (pretrain, finetune, condense or init)")
         }
+        do { try config.check(source: shown) } catch {
+            throw JobError(what: error.what, where: shown, fix: error.fix)
+        }
         let model = DiTModel(config: config)
         do { try model.load(file) } catch {
             throw JobError(what: "\(shown) does not fit its DiT config: \(error)", where: shown, fix: "run the job that wrote it again")

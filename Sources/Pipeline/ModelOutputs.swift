@@ -24,14 +24,42 @@ struct ModelOutputs {
         let labels = (0..<m.sampling.count).map { $0 % numClasses }
         let settings = SamplingSettings(steps: m.sampling.steps, sampler: m.sampling.sampler, eta: Float(m.sampling.eta),
                                         guidance: Float(m.sampling.cfgScale), guidanceMode: m.sampling.guidanceMode)
-        let x = try model.sample(labels: labels, settings: settings, seed: UInt64(m.sampling.seed))
-        let seconds = Date().timeIntervalSince(t0)
         let c = model.config, S = c.inputSize, C = c.inChannels
-        let npz = NumpyArchive.archive([NumpyArchive.Array(name: "arr_0", shape: [labels.count, S, S, C], bytes: SampleImages.uint8NHWC(x)),
-                                        NumpyArchive.Array(name: "arr_1", int64: labels)])
-        try write(npz, "samples.npz")
-        try writePNG(Self.classGrid(x, labels: labels, numClasses: numClasses, columns: m.sampling.gridColumns), "samples.png")
+        guard var npz = NumpyArchive.Writer(shape: [labels.count, S, S, C]) else {
+            throw JobError(what: "sampling.count \(labels.count) images of \(S)×\(S)×\(C) are more than a samples.npz (ZIP32, 4 GiB) can hold",
+                           where: "manifest field sampling.count",
+                           fix: "sample at most \(NumpyArchive.maxMemberBytes / (S * S * C)) images")
+        }
+        // Chunk by chunk: the archive holds bytes, and only the images the grid shows stay
+        // as floats (not every sample, which for many large images would not fit).
+        let grid = Self.gridIndices(labels: labels, numClasses: numClasses, columns: m.sampling.gridColumns)
+        let per = C * S * S
+        let kept = Tensor(shape: [grid.count, C, S, S])
+        var keptAt: [Int: Int] = [:]
+        for (k, i) in grid.enumerated() { keptAt[i] = k }
+        try model.sample(labels: labels, settings: settings, seed: UInt64(m.sampling.seed)) { start, x in
+            npz.append(SampleImages.uint8NHWC(x))
+            for j in 0..<x.shape[0] {
+                if let k = keptAt[start + j] { (kept.data + k * per).update(from: x.data + j * per, count: per) }
+            }
+            ctx.progress.heartbeat()
+        }
+        let seconds = Date().timeIntervalSince(t0)
+        try write(npz.finish(appending: [NumpyArchive.Array(name: "arr_1", int64: labels)]), "samples.npz")
+        try writePNG(Self.classGrid(kept, labels: grid.map { labels[$0] }, numClasses: numClasses, columns: m.sampling.gridColumns), "samples.png")
         return seconds
+    }
+
+    /// The samples `classGrid` shows, in order: each shown class's first `columns`.
+    static func gridIndices(labels: [Int], numClasses: Int, columns: Int) -> [Int] {
+        let rows = min(numClasses, 32)
+        var taken = [Int](repeating: 0, count: rows)
+        var out: [Int] = []
+        for (i, l) in labels.enumerated() where l < rows && taken[l] < columns {
+            taken[l] += 1
+            out.append(i)
+        }
+        return out
     }
 
     /// Rows = classes (in order, at most 32), each holding that class's first `columns` samples.

@@ -77,6 +77,90 @@ public enum NumpyArchive {
         return out
     }
 
+    /// The most data one ZIP32 member can hold (sizes and offsets are 32-bit).
+    public static let maxMemberBytes = 0xFFFF_FFFF - 4096
+
+    /// Bytes of an (N, …) uint8 array, or nil when it cannot go into a ZIP32 `.npz`.
+    public static func memberBytes(shape: [Int]) -> Int? {
+        var n = 1
+        for d in shape {
+            let (p, o) = n.multipliedReportingOverflow(by: d)
+            if o || d < 0 { return nil }
+            n = p
+        }
+        return n <= maxMemberBytes ? n : nil
+    }
+
+    /// Builds a one-array archive (`arr_0` as `numpy.savez` names it) from chunks, so the
+    /// data is held once, as bytes, while it is made (sampling many images).
+    public struct Writer {
+        public let shape: [Int]
+        let name: [UInt8]
+        public private(set) var bytes: [UInt8] = []
+        var crc: UInt32 = 0xFFFF_FFFF
+        let dataStart: Int
+        let expected: Int
+
+        /// nil when the array is too large for a ZIP32 archive (see `memberBytes`).
+        public init?(name: String = "arr_0", shape: [Int]) {
+            guard let count = NumpyArchive.memberBytes(shape: shape) else { return nil }
+            self.shape = shape
+            self.name = Swift.Array((name + ".npy").utf8)
+            let header = NumpyArchive.npy(shape: shape, bytes: [])
+            expected = header.count + count
+            bytes.reserveCapacity(30 + self.name.count + expected + 100 + self.name.count)
+            bytes += [UInt8](repeating: 0, count: 30) + self.name  // the local header, filled in by `finish`
+            dataStart = bytes.count
+            append(header)
+        }
+
+        /// Appends data bytes (npy header first, then the array in C order).
+        public mutating func append(_ chunk: [UInt8]) {
+            for b in chunk { crc = NumpyArchive.crcTable[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
+            bytes += chunk
+        }
+
+        /// The finished archive (the streamed array must be complete), with `extra` arrays
+        /// (small ones, e.g. the labels `arr_1`) as further members.
+        public mutating func finish(appending extra: [NumpyArchive.Array] = []) -> [UInt8] {
+            let size = bytes.count - dataStart
+            precondition(size == expected, "npz writer: \(size) bytes of \(expected)")
+            func u16(_ v: Int, _ b: inout [UInt8]) { b += [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
+            func u32(_ v: UInt32, _ b: inout [UInt8]) { for i in 0..<4 { b.append(UInt8((v >> (8 * UInt32(i))) & 0xFF)) } }
+            func localHeader(crc: UInt32, size: Int, name: [UInt8]) -> [UInt8] {
+                var h: [UInt8] = []
+                u32(0x0403_4B50, &h); u16(20, &h); u16(0, &h); u16(0, &h); u16(0, &h); u16(0x21, &h)
+                u32(crc, &h); u32(UInt32(size), &h); u32(UInt32(size), &h)
+                u16(name.count, &h); u16(0, &h)
+                return h
+            }
+            var members: [(name: [UInt8], crc: UInt32, size: Int, offset: Int)] = []
+            let c = crc ^ 0xFFFF_FFFF
+            bytes.replaceSubrange(0..<30, with: localHeader(crc: c, size: size, name: name))
+            members.append((name, c, size, 0))
+            for a in extra {
+                let n = Swift.Array((a.name + ".npy").utf8)
+                let data = NumpyArchive.npy(shape: a.shape, bytes: a.bytes, descr: a.descr)
+                let crc = NumpyArchive.crc32(data)
+                members.append((n, crc, data.count, bytes.count))
+                bytes += localHeader(crc: crc, size: data.count, name: n) + n + data
+            }
+            var central: [UInt8] = []
+            for mem in members {
+                u32(0x0201_4B50, &central); u16(20, &central); u16(20, &central); u16(0, &central); u16(0, &central)
+                u16(0, &central); u16(0x21, &central); u32(mem.crc, &central); u32(UInt32(mem.size), &central); u32(UInt32(mem.size), &central)
+                u16(mem.name.count, &central); u16(0, &central); u16(0, &central); u16(0, &central); u16(0, &central)
+                u32(0, &central); u32(UInt32(mem.offset), &central)
+                central += mem.name
+            }
+            let centralOffset = bytes.count
+            bytes += central
+            u32(0x0605_4B50, &bytes); u16(0, &bytes); u16(0, &bytes); u16(members.count, &bytes); u16(members.count, &bytes)
+            u32(UInt32(central.count), &bytes); u32(UInt32(centralOffset), &bytes); u16(0, &bytes)
+            return bytes
+        }
+    }
+
     static let crcTable: [UInt32] = (0..<256).map { i -> UInt32 in
         var c = UInt32(i)
         for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }

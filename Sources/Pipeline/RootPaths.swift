@@ -1,3 +1,4 @@
+import Datasets
 import Foundation
 
 /// Keeps every path a manifest names inside the daemon's root folder: lexically (no `..` that
@@ -66,8 +67,11 @@ public enum RootPaths {
 
 extension RootPaths {
     /// The first symbolic link under `dir` (recursively, not following links) that resolves
-    /// outside `root`, if any: a dataset may not reach out of the root through a link.
-    public static func firstEscapingLink(in dir: String, root: String, depthLimit: Int = 16) -> (link: String, target: String)? {
+    /// outside `root`, if any: a dataset may not reach out of the root through a link. The
+    /// default depth covers every level `ImageFolder` reads (dataset, class folder, then
+    /// `maxFolderDepth` levels), with one to spare.
+    public static func firstEscapingLink(in dir: String, root: String,
+                                         depthLimit: Int = ImageFolder.maxFolderDepth + 2) -> (link: String, target: String)? {
         let realRoot = realPath(root) ?? root
         func inside(_ p: String) -> Bool { p == realRoot || p.hasPrefix(realRoot == "/" ? "/" : realRoot + "/") }
         func walk(_ d: String, _ depth: Int) -> (String, String)? {

@@ -73,7 +73,8 @@ public struct Spool: Sendable {
         var s = SpoolSnapshot()
         for name in FileOps.list(layout.jobs) where Spool.isManifestFileName(name) {
             let path = layout.jobs + "/" + name
-            guard FileOps.isRegularFile(path), let mtime = FileOps.mtime(path) else { continue }
+            // lstat: a link is judged (and failed) as a link, never by what it points to.
+            guard FileOps.isRegularFileNoFollow(path) || FileOps.isSymlink(path), let mtime = FileOps.lmtime(path) else { continue }
             let job = JobName.fromFileName(name)
             let jobKey = JobName.isValid(job) ? job : JobName.sanitized(job)
             guard isComplete(.manifest(fileName: name, modified: mtime)) else {
@@ -119,8 +120,17 @@ public struct Spool: Sendable {
     public func readManifest(_ path: String) -> Result<Manifest, JobError> {
         let name = (path as NSString).lastPathComponent
         let bytes: [UInt8]
+        // Never through a link: one to /proc/self/environ or a private file would be read,
+        // and copied into Failed/ for everyone to see.
+        let linkError = { (target: String?) in
+            JobError(what: "the manifest is a symbolic link\(target.map { " (to \($0))" } ?? ""); manifests are read only as plain files",
+                     where: self.layout.relative(path), fix: "copy the manifest itself into Inbox/jobs (`cp -L`), not a link to it")
+        }
+        if FileOps.isSymlink(path) { return .failure(linkError(FileOps.linkTarget(path))) }
         do {
-            bytes = try FileOps.read(path, limit: ConfigNode.Limits().maxBytes)
+            bytes = try FileOps.read(path, limit: ConfigNode.Limits().maxBytes, followLinks: false)
+        } catch let e as FileError where e.code == ELOOP {
+            return .failure(linkError(nil))
         } catch {
             return .failure(JobError(what: "cannot read the manifest: \(error)", where: layout.relative(path), fix: "check the file's permissions"))
         }
@@ -165,7 +175,9 @@ public struct Spool: Sendable {
     /// files are the daemon's own).
     func manifestPath(inClaim dir: String) -> String? {
         let job = (dir as NSString).lastPathComponent
-        for ext in Spool.manifestExtensions where FileOps.isRegularFile(dir + "/" + job + "." + ext) { return dir + "/" + job + "." + ext }
+        for ext in Spool.manifestExtensions where FileOps.isRegularFileNoFollow(dir + "/" + job + "." + ext) || FileOps.isSymlink(dir + "/" + job + "." + ext) {
+            return dir + "/" + job + "." + ext
+        }
         return nil
     }
 
@@ -276,12 +288,13 @@ public struct Spool: Sendable {
         let staging = layout.failed + "/.tmp-" + claim.name + "-" + claim.info.claimId
         FileOps.removeTree(staging)
         try FileOps.makeDirectories(staging)
-        try FileOps.copyFile(claim.manifestPath, to: staging + "/" + claim.manifestFileName)
+        let kept = try FileOps.preserve(claim.manifestPath, to: staging + "/" + claim.manifestFileName)
         try FileOps.copyFile(claim.errorPath, to: staging + "/error.json")
-        if FileOps.exists(claim.logPath) { try FileOps.copyFile(claim.logPath, to: staging + "/log.jsonl") }
+        if FileOps.exists(claim.logPath) { try FileOps.copyFile(claim.logPath, to: staging + "/log.jsonl", limit: FileOps.logCopyLimit) }
         FileOps.syncDirectory(staging)
         let target = try renameToFreeName(staging, in: layout.failed, base: claim.name)
         FileOps.syncDirectory(layout.failed)
+        if !kept { moveAfterPublishing(claim.manifestPath, to: target + "/" + claim.manifestFileName) }
         removeClaim(claim)
         return target
     }
@@ -296,14 +309,27 @@ public struct Spool: Sendable {
         let record = errorRecord(job: job, error: error, stage: stage, claimId: id, file: file)
         let staging = layout.failed + "/.tmp-" + job + "-" + id
         try FileOps.makeDirectories(staging)
-        try FileOps.copyFile(source, to: staging + "/" + file)
+        // A link is kept as a link (never read through); a file too large to copy is moved
+        // in after publishing, so at every moment it is in Inbox/jobs or in Failed/.
+        let kept = try FileOps.preserve(source, to: staging + "/" + file)
         try FileOps.writeDurably(record.pretty, to: staging + "/error.json")
         FileOps.syncDirectory(staging)
         let target = try renameToFreeName(staging, in: layout.failed, base: job)
         FileOps.syncDirectory(layout.failed)
-        unlink(source)  // the copy is in Failed/ now
+        if kept {
+            unlink(source)  // the copy is in Failed/ now
+        } else {
+            moveAfterPublishing(source, to: target + "/" + file)
+        }
         FileOps.syncDirectory(layout.jobs)
         return target
+    }
+
+    /// Moves a file the failure could not copy into its published `Failed/` folder.
+    func moveAfterPublishing(_ source: String, to target: String) {
+        if Foundation.rename(source, target) == 0 {
+            FileOps.syncDirectory((target as NSString).deletingLastPathComponent)
+        }
     }
 
     /// Removes a finished claim. The manifest goes first (its copy is in Outbox/ or Failed/):

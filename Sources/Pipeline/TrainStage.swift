@@ -53,6 +53,14 @@ struct TrainStage {
             resolved.model.classDropoutProb = Double("\(config.classDropoutProb)") ?? resolved.model.classDropoutProb
         }
         resolved.model.numClasses = .fixed(numClasses)
+        // `num_classes: auto` over very many class folders (or a starting model's config) must
+        // end here as a job error, not in DiTModel's precondition.
+        let configProblems = config.problems()
+        if !configProblems.isEmpty {
+            throw JobError(what: "the model this job would build is unusable (\(classes) classes in the dataset): \(configProblems.joined(separator: "; "))",
+                           where: initial.map { "\($0.source)" } ?? "inputs.dataset / manifest field model",
+                           fix: "use a dataset with fewer class folders (at most \(100_000)), or a smaller model")
+        }
 
         // Text conditioning: the manifest's for a fresh model, the starting model's otherwise.
         var table: TextConditioning.Table?

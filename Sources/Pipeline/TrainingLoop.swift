@@ -56,6 +56,9 @@ struct TrainingLoop {
         /// Wall seconds of the earlier processes, up to their last checkpoint.
         var wallSeconds = 0.0
         var imagesSeen = 0
+        /// `ImageSet.contentKey` of the data trained on (nil in checkpoints from before it was
+        /// recorded): a dataset edited between a kill and the restart is noticed.
+        var dataKey: String?
     }
 
     struct LossPoint: Codable, Sendable, Equatable {
@@ -107,8 +110,15 @@ struct TrainingLoop {
         var batches: ImageBatches
         var wallBefore = 0.0
         let base = segment * Self.stride
+        let dataKey = images.contentKey
         if let ckpt = try ctx.checkpoints.latest(State.self, warnings: &warnings), ckpt.state.segment == segment {
             for w in warnings { ctx.log.event("warning", w, level: .warning) }
+            if let saved = ckpt.state.dataKey, saved != dataKey {
+                throw ResumeRefused(JobError(
+                    what: "the training data changed since checkpoint \(ctx.layout.relative(ckpt.directory)) (\(images.count) images, content key \(dataKey); the checkpoint was trained on \(saved)): resuming would mix two datasets",
+                    where: "inputs.dataset",
+                    fix: "restore the dataset the job started with, or delete \(ctx.layout.relative(ctx.checkpoints.directory)) to start over from step 0 on the new data"))
+            }
             do {
                 try trainer.restoreFile(ckpt.tensors)
                 batches = try ImageBatches(images: images, batchSize: batchSize, resumingFrom: ckpt.state.batches,
@@ -129,7 +139,7 @@ struct TrainingLoop {
             batches = try ImageBatches(images: images, batchSize: batchSize,
                                        stream: RandomStream(seed: dataSeed &+ UInt64(segment) &* 0x9E37_79B9_7F4A_7C15, stream: 0x6461_7461),
                                        horizontalFlip: m.data.horizontalFlip)
-            state = State(segment: segment, batches: batches.position)
+            state = State(segment: segment, batches: batches.position, dataKey: dataKey)
         }
 
         func saveCheckpoint() throws {

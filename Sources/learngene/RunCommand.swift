@@ -84,6 +84,9 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(1)
         case .stopped: logger.notice("stopped; resume with `learngene run \(claim.name)` or `learngene serve`")
         case let .skipped(why): logger.notice("\(why)")
+        case let .held(e):
+            printError("job \(claim.name) not resumed: \(e.what) [\(e.where)] — fix: \(e.fix)")
+            throw ExitCode(1)
         }
     }
 

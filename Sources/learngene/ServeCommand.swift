@@ -55,6 +55,6 @@ struct ServeCommand: ParsableCommand {
             logger.info("done: \(summary.published.count) published, \(summary.failed.count) failed, \(summary.waiting.count) waiting")
         }
         // A signal means "stop cleanly": exit 0 (claimed jobs resume on the next start).
-        if once && !summary.failed.isEmpty && !summary.stopped { throw ExitCode(1) }
+        if once && !(summary.failed.isEmpty && summary.held.isEmpty) && !summary.stopped { throw ExitCode(1) }
     }
 }

@@ -212,14 +212,37 @@ private func sampleFile() -> SafeTensors.File {
     }
 
     @Test func corruptedBytesNeverCrash() {
-        // Deterministic single-byte corruptions over the whole file: each must parse or throw.
-        let full = SafeTensors.serialize(sampleFile())
+        // Deterministic single-byte corruptions over the whole file: each must parse or throw
+        // a FormatError naming the file. A flip in the tensor data parses to the same names
+        // and shapes (the format has no checksum); anything that parses is a valid file:
+        // it passes `validate` and survives a write and read unchanged.
+        let original = sampleFile()
+        let full = SafeTensors.serialize(original)
+        let headerEnd = 8 + full[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
         var state: UInt64 = 7
+        var parsed = 0, refused = 0
         for i in 0..<full.count {
             var b = full
             b[i] ^= UInt8(1 + lcg(&state) % 255)
-            _ = try? SafeTensors.parse(b, name: "flip")
+            do {
+                let f = try SafeTensors.parse(b, name: "flip")
+                parsed += 1
+                #expect(throws: Never.self, "byte \(i): parsed but invalid") { try SafeTensors.validate(f) }
+                let again = try? SafeTensors.parse(SafeTensors.serialize(f), name: "again")
+                #expect(again.map { Set($0.tensors.keys) } == Set(f.tensors.keys), "byte \(i): not stable through a write")
+                if i >= headerEnd {
+                    #expect(Set(f.tensors.keys) == Set(original.tensors.keys), "byte \(i) (data): other names")
+                    for (k, e) in original.tensors { #expect(f[k]?.shape == e.shape && f[k]?.dtype == e.dtype, "byte \(i): \(k) changed shape") }
+                }
+            } catch let e as SafeTensors.FormatError {
+                refused += 1
+                #expect(e.file == "flip" && !e.reason.isEmpty)
+                #expect(i < headerEnd, "byte \(i) is tensor data, yet the file was refused: \(e)")
+            } catch {
+                Issue.record("byte \(i): \(type(of: error)) instead of SafeTensors.FormatError: \(error)")
+            }
         }
+        #expect(parsed >= full.count - headerEnd && refused > 0, "parsed \(parsed), refused \(refused)")
     }
 
     @Test func duplicateKeys() {
@@ -288,6 +311,22 @@ private func sampleFile() -> SafeTensors.File {
             "\($0)".contains("/nonexistent/model.safetensors") && "\($0)".contains("No such file")
         }
         #expect { try SafeTensors.read(contentsOf: NSTemporaryDirectory()) } throws: { "\($0)".contains("not a regular file") }
+    }
+
+    /// `read` holds the whole file: one larger than the limit (by default half the memory)
+    /// is refused before any byte is read, instead of ending in the OOM killer.
+    @Test func readRefusesFilesOverTheLimit() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("big-\(UUID().uuidString).safetensors").path
+        defer { unlink(path) }
+        try SafeTensors.write(sampleFile(), to: path)
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(throws: Never.self) { _ = try SafeTensors.read(contentsOf: path, maxBytes: size) }
+        #expect { try SafeTensors.read(contentsOf: path, maxBytes: size - 1) } throws: { "\($0)".contains("limit") }
+        // Sparse, so it costs no disk: as large as the machine's memory.
+        let fd = open(path, O_WRONLY)
+        #expect(ftruncate(fd, off_t(ProcessInfo.processInfo.physicalMemory)) == 0)
+        close(fd)
+        #expect { try SafeTensors.read(contentsOf: path) } throws: { "\($0)".contains("limit") }
     }
 }
 

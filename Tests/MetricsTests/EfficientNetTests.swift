@@ -1,3 +1,4 @@
+import RealWeights
 import Foundation
 import Testing
 import Formats
@@ -40,6 +41,21 @@ import Tensors
     /// A quarter-width random network of Lite0's block structure (float16 weights in the
     /// legacy torch layout, read through `TorchCheckpoint`), at 72×72: feature maps of odd
     /// sizes exercise the asymmetric SAME padding.
+    /// Feature extraction over many images outlasts the watchdog period: every batch beats.
+    @Test func featureExtractionFeedsTheWatchdog() throws {
+        let weights = try TorchCheckpoint.read(contentsOf: Self.folder + "/tiny-lite0.pth").safeTensorsFile(source: "tiny-lite0.pth")
+        let net = try EfficientNetLite0(weights: weights, inputSize: 72)
+        final class Count: @unchecked Sendable { let lock = NSLock(); var n = 0 }
+        let count = Count()
+        let id = Heartbeat.install { count.lock.lock(); count.n += 1; count.lock.unlock() }
+        defer { Heartbeat.remove(id) }
+        let images = Tensor(shape: [40, 3, 28, 28])
+        _ = net.features(images: images, batchSize: 8)
+        count.lock.lock()
+        defer { count.lock.unlock() }
+        #expect(count.n >= 5, "\(count.n) heartbeats for 5 batches")
+    }
+
     @Test func tinyNetworkMatchesReference() throws {
         let weights = try TorchCheckpoint.read(contentsOf: Self.folder + "/tiny-lite0.pth").safeTensorsFile(source: "tiny-lite0.pth")
         let net = try EfficientNetLite0(weights: weights, inputSize: 72)
@@ -50,9 +66,8 @@ import Tensors
     /// The real weights, when installed (they are 18 MB and cannot be committed). Set
     /// LEARNGENE_EFFNET_WEIGHTS or install them as the README says.
     @Test func realWeightsMatchReferenceWhenInstalled() throws {
-        guard let path = EfficientNetLite0.locateWeights(root: Self.repositoryRoot) else {
-            print("EfficientNetTests: skipped the real-weights check: \(EfficientNetLite0.missingWeightsMessage(root: Self.repositoryRoot))")
-            return
+        let path = try RealWeights.require("the EfficientNet-Lite0 weights", ifMissing: EfficientNetLite0.missingWeightsMessage(root: Self.repositoryRoot)) {
+            EfficientNetLite0.locateWeights(root: Self.repositoryRoot)
         }
         let net = try EfficientNetLite0(weights: try SafeTensors.read(contentsOf: path), inputSize: 112)
         #expect(net.pooledDimension == 1280 && net.classes == 1000 && net.spatialDimension == 7 * 7 * 7)

@@ -1,3 +1,4 @@
+import RealWeights
 import Foundation
 import Testing
 import Formats
@@ -24,9 +25,8 @@ import Tensors
     @Test(.enabled(if: count > 0, "set LEARNGENE_MEASURE_FASHION_MNIST=2000 to measure"))
     func trainVersusTest() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        guard let path = EfficientNetLite0.locateWeights(root: root) else {
-            print(EfficientNetLite0.missingWeightsMessage(root: root))
-            return
+        let path = try RealWeights.require("the EfficientNet-Lite0 weights", ifMissing: EfficientNetLite0.missingWeightsMessage(root: root)) {
+            EfficientNetLite0.locateWeights(root: root)
         }
         let net = try EfficientNetLite0(weights: try SafeTensors.read(contentsOf: path), inputSize: Self.inputSize)
         let train = try Self.images("train", count: Self.count), test = try Self.images("t10k", count: Self.count)

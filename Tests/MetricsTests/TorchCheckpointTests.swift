@@ -122,13 +122,74 @@ import Testing
     @Test(arguments: ["state-zip.pt", "state-legacy.pt"])
     func survivesCorruptedBytes(file: String) throws {
         let bytes = try DataFile.bytes(atPath: Self.path(file))
+        let good = try TorchCheckpoint.parse(bytes, name: file)
+        let names = good.tensors.map(\.name)
         var seed: UInt64 = 1
+        var refused = 0, same = 0
         for _ in 0..<300 {
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
             var copy = bytes
             let at = Int(seed >> 33) % copy.count
             copy[at] ^= UInt8(truncatingIfNeeded: (seed >> 13) | 1)
-            _ = try? TorchCheckpoint.parse(copy, name: "corrupted")
+            do throws(DataFileError) {
+                let c = try TorchCheckpoint.parse(copy, name: "corrupted")
+                // Parsed: in the zip layout every member is CRC-checked, so only bytes the
+                // names do not depend on can have changed; the legacy layout keeps its
+                // structure, so the same number of tensors.
+                if file.contains("zip") {
+                    #expect(c.tensors.map(\.name) == names, "byte \(at): parsed with other names")
+                } else {
+                    #expect(c.tensors.count == names.count, "byte \(at): parsed with \(c.tensors.count) tensors")
+                }
+                same += 1
+            } catch {
+                #expect(error.file == "corrupted" && !error.reason.isEmpty, "byte \(at): \(error)")
+                refused += 1
+            }
+        }
+        #expect(refused > 0 && refused + same == 300)
+    }
+
+    /// Found by fuzzing (Tools/fuzz): a legacy file whose "protocol version" is a list nested
+    /// 100 000 deep. Loading it is iterative, but the error message printed the value (its
+    /// description recursed until the stack overflowed), and freeing it recursed as deep.
+    @Test func deeplyNestedProtocolVersionIsAnErrorNotAStackOverflow() {
+        let magic: [UInt8] = [0x80, 0x02, 0x8A, 10, 108, 252, 156, 70, 249, 32, 106, 168, 80, 25, 0x2E]
+        let depth = 100_000
+        let nested: [UInt8] = [0x80, 0x02] + [UInt8](repeating: 0x5D, count: depth) + [UInt8](repeating: 0x61, count: depth - 1) + [0x2E]
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.parse(magic + nested, name: "nested")
+            Issue.record("parsed")
+        } catch {
+            #expect(error.reason.contains("deeper than 100 levels"), "\(error)")
+        }
+    }
+
+    /// The same through the memo: a chain of dicts built top-down (each filled after it was
+    /// placed in its parent), and 2⁴⁰ paths through one tuple shared by DUP: refused or read
+    /// without recursion or an exponential walk.
+    @Test func deepChainsThroughTheMemoAndSharedTuplesAreRefused() {
+        let magic: [UInt8] = [0x80, 0x02, 0x8A, 10, 108, 252, 156, 70, 249, 32, 106, 168, 80, 25, 0x2E]
+        var chain: [UInt8] = [0x80, 0x02, 0x7D, 0x94, 0x30]  // {} memoized as 0, popped
+        for i in 0..<50_000 {
+            // get memo[i]; key 0; {} memoized as i+1; SETITEM; pop
+            chain += [0x6A] + withUnsafeBytes(of: UInt32(i).littleEndian, Array.init) + [0x4B, 0, 0x7D, 0x94, 0x73, 0x30]
+        }
+        chain += [0x68, 0, 0x2E]
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.parse(magic + chain, name: "chain")
+            Issue.record("parsed")
+        } catch {
+            #expect(error.reason.contains("deeper than 100 levels"), "\(error)")
+        }
+        var dag: [UInt8] = [0x80, 0x02, 0x29]
+        for _ in 0..<40 { dag += [0x32, 0x86] }  // DUP, TUPLE2: (t, t)
+        dag += [0x2E]
+        do throws(DataFileError) {
+            _ = try TorchCheckpoint.parse(magic + dag, name: "dag")
+            Issue.record("parsed")
+        } catch {
+            #expect(error.reason.contains("protocol version is a tuple"), "\(error)")
         }
     }
 

@@ -149,17 +149,26 @@ import Testing
         let root = TempRoot("cretok-kill")
         root.job("tok", job)
         var rng = SystemRandomNumberGenerator()
-        var kills = 0
+        var kills = 0, midTraining = 0
         for round in 0..<12 where !root.exists("Outbox/tok") {
+            let offset = PretrainProcessTests.logSize(root, job: "tok")
             let p = try Learngene.start(["serve", "--once", "--crash-limit", "1000", "--root", root.path], root: root, environment: Self.env, label: "k\(round)")
-            usleep(UInt32.random(in: 100_000...1_200_000, using: &rng))
-            if p.process.isRunning { kills += 1 }
+            // Even rounds: once this process logged progress, so the kill lands mid-training.
+            if round % 2 == 0, PretrainProcessTests.waitForStep(root, job: "tok", step: 1, process: p, since: offset, within: 120) {
+                usleep(UInt32.random(in: 0...150_000, using: &rng))
+            } else if round % 2 == 1 {
+                usleep(UInt32.random(in: 100_000...1_200_000, using: &rng))
+            }
+            let running = p.process.isRunning
             p.signal(SIGKILL)
             _ = p.wait(timeout: 60)
+            if running { kills += 1 }
+            // Proven from the log: the killed process had logged a step short of the end.
+            if running, let s = PretrainProcessTests.loggedStep(root, job: "tok", since: offset), s < 1500 { midTraining += 1 }
         }
         if !root.exists("Outbox/tok") { _ = try Self.serve(root) }
-        print("cretok: \(kills) kills")
-        #expect(kills > 0)
+        print("cretok: \(kills) kills, \(midTraining) mid-training")
+        #expect(midTraining >= 3, "only \(midTraining) of \(kills) kills landed mid-training")
         let a = FileManager.default.contents(atPath: root.path + "/Outbox/tok/cretok.safetensors")
         #expect(a != nil && a == FileManager.default.contents(atPath: ref.path + "/Outbox/tok/cretok.safetensors"), "differs after \(kills) kills")
         let curve = { (r: TempRoot) in r.json("Outbox/tok/metrics.json")?["loss"]?["curve"] }

@@ -106,29 +106,41 @@ import Testing
         stage: finetune
         inputs: {model: {job: init}, dataset: ds}
         finetune: {model_file: depth-3.safetensors}
-        training: {steps: 200, batch_size: 4, log_every: 5}
+        training: {steps: 600, batch_size: 4, log_every: 5}
         checkpoint: {every: 7}
         sampling: {count: 4, steps: 2, grid_columns: 2}
         evaluation: {samples: 0}
         """
 
-    /// Runs `job` under `serve --once`, killing the daemon with SIGKILL at random moments
-    /// until it publishes; returns the number of kills.
-    static func killUntilPublished(_ root: TempRoot, job: String, maxKills: Int = 12) throws -> Int {
+    /// Runs `job` under `serve --once`, killing the daemon with SIGKILL until it publishes.
+    /// Even rounds wait until this process has logged training progress and then kill it a
+    /// moment later; odd rounds kill at a random moment. Returns the kills and how many of
+    /// them the progress log proves landed mid-training (a step below `steps` logged by the
+    /// killed process, which was still running): a kill during start-up proves nothing.
+    static func killUntilPublished(_ root: TempRoot, job: String, steps: Int, maxKills: Int = 12) throws -> (kills: Int, midTraining: Int) {
         var rng = SystemRandomNumberGenerator()
-        var kills = 0
+        var kills = 0, midTraining = 0
         for round in 0..<maxKills where !root.exists("Outbox/\(job)") {
+            let offset = PretrainProcessTests.logSize(root, job: job)
             let p = try Learngene.start(["serve", "--once", "--crash-limit", "1000", "--root", root.path], root: root, label: "k\(round)")
-            usleep(UInt32.random(in: 50_000...900_000, using: &rng))
-            if p.process.isRunning { kills += 1 }
+            if round % 2 == 0 {
+                if PretrainProcessTests.waitForStep(root, job: job, step: 1, process: p, since: offset, within: 120) {
+                    usleep(UInt32.random(in: 0...150_000, using: &rng))
+                }
+            } else {
+                usleep(UInt32.random(in: 50_000...900_000, using: &rng))
+            }
+            let running = p.process.isRunning
             p.signal(SIGKILL)
             _ = p.wait(timeout: 60)
+            if running { kills += 1 }
+            if running, let s = PretrainProcessTests.loggedStep(root, job: job, since: offset), s < steps { midTraining += 1 }
         }
         if !root.exists("Outbox/\(job)") {
             let r = try Learngene.run(["serve", "--once", "--crash-limit", "1000", "--root", root.path], root: root)
             #expect(r.status == 0, "\(r.stderr)")
         }
-        return kills
+        return (kills, midTraining)
     }
 
     @Test(arguments: ["fine", "wave"]) func condenseInitAndFinetuneSurviveKillNine(method: String) throws {
@@ -151,12 +163,13 @@ import Testing
         // Killed at random moments, job by job.
         let root = try setUp("kill")
         root.job("lg", Self.condense(method, steps: 300))
-        let k1 = try Self.killUntilPublished(root, job: "lg")
+        let (k1, m1) = try Self.killUntilPublished(root, job: "lg", steps: 300)
         root.job("init", Self.initialize("lg", method, steps: 150))
-        let k2 = try Self.killUntilPublished(root, job: "init")
+        let (k2, m2) = try Self.killUntilPublished(root, job: "init", steps: 150)
         root.job("ft", Self.finetune)
-        let k3 = try Self.killUntilPublished(root, job: "ft")
-        print("\(method): \(k1) kills during condense, \(k2) during init, \(k3) during finetune")
+        let (k3, m3) = try Self.killUntilPublished(root, job: "ft", steps: 600)
+        print("\(method): \(k1) kills during condense (\(m1) mid-training), \(k2) during init (\(m2)), \(k3) during finetune (\(m3))")
+        #expect(m1 >= 1 && m2 >= 1 && m3 >= 1, "kills that landed mid-training: condense \(m1), init \(m2), finetune \(m3)")
         for f in ["model.safetensors", "ema.safetensors", "samples.png"] {
             #expect(FileManager.default.contents(atPath: root.path + "/Outbox/ft/\(f)") == FileManager.default.contents(atPath: ref.path + "/Outbox/ft/\(f)"), "\(method) ft/\(f) differs after \(k3) kills")
         }

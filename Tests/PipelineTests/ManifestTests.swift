@@ -3,6 +3,15 @@ import Testing
 @testable import Pipeline
 
 @Suite struct ManifestTests {
+    /// samples.npz is ZIP32: a valid-looking manifest whose samples exceed 4 GiB used to reach
+    /// NumpyArchive's precondition after training; now it is refused when read.
+    @Test func samplesOverFourGiBAreAManifestProblem() {
+        let p = problems("stage: pretrain\ninputs: {dataset: x}\nmodel: {input_size: 256, patch_size: 16, in_channels: 3}\nsampling: {count: 30000}\n")
+        #expect(p.contains { $0.field == "sampling.count" && $0.message.contains("4 GiB") }, "\(p)")
+        #expect(!problems("stage: pretrain\ninputs: {dataset: x}\nmodel: {input_size: 256, patch_size: 16, in_channels: 3}\nsampling: {count: 20000}\n")
+            .contains { $0.field == "sampling.count" })
+    }
+
     @Test func minimalManifestGetsEveryDefault() throws {
         let m = try manifest("stage: pretrain\ninputs:\n  dataset: fashion\n", file: "fm.yaml")
         #expect(m.name == "fm")

@@ -53,13 +53,14 @@ enum Learngene {
         var stderrSoFar: String { (try? String(contentsOfFile: err, encoding: .utf8)) ?? "" }
     }
 
-    static func start(_ args: [String], root: TempRoot, environment: [String: String] = [:], label: String = "p") throws -> Running {
+    /// `shell: true` runs `/bin/sh` with `args` instead (a test that must set the umask).
+    static func start(_ args: [String], root: TempRoot, environment: [String: String] = [:], label: String = "p", shell: Bool = false) throws -> Running {
         guard let path else {
             throw JobError(what: "the learngene executable was not found beside the test binary", where: "PipelineTests",
                            fix: "build it first (swift build), or set LEARNGENE_BINARY")
         }
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
+        p.executableURL = URL(fileURLWithPath: shell ? "/bin/sh" : path)
         p.arguments = args
         var env = ProcessInfo.processInfo.environment
         env["NOTIFY_SOCKET"] = nil
@@ -81,7 +82,7 @@ enum Learngene {
         return Running(process: p, out: out, err: err)
     }
 
-    static func run(_ args: [String], root: TempRoot, environment: [String: String] = [:]) throws -> Result {
-        try start(args, root: root, environment: environment).wait()
+    static func run(_ args: [String], root: TempRoot, environment: [String: String] = [:], shell: Bool = false) throws -> Result {
+        try start(args, root: root, environment: environment, shell: shell).wait()
     }
 }

@@ -83,7 +83,7 @@ import Testing
         #expect(!StatusReport.heldLockInodes().contains(inode))
     }
 
-    @Test func numpyArchiveLayout() {
+    @Test func numpyArchiveLayout() throws {
         let npy = NumpyArchive.npy(shape: [2, 3, 3, 1], bytes: [UInt8](repeating: 7, count: 18))
         #expect(Array(npy.prefix(8)) == [0x93] + Array("NUMPY".utf8) + [1, 0])
         let headerLength = Int(npy[8]) | Int(npy[9]) << 8
@@ -100,6 +100,14 @@ import Testing
         #expect(labels.bytes == [3, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 255, count: 8) + [2, 1, 0, 0, 0, 0, 0, 0])
         let npy8 = NumpyArchive.npy(shape: labels.shape, bytes: labels.bytes, descr: labels.descr)
         #expect(String(decoding: npy8.prefix(64), as: UTF8.self).contains("'descr': '<i8', 'fortran_order': False, 'shape': (3,)"))
+        // Streamed in chunks (as sampling writes it), the archive has the same bytes.
+        let images = (0..<18).map { UInt8($0 * 13 % 256) }
+        var writer = try #require(NumpyArchive.Writer(shape: [2, 3, 3, 1]))
+        writer.append(Array(images[0..<9]))
+        writer.append(Array(images[9...]))
+        #expect(writer.finish(appending: [labels]) == NumpyArchive.archive([.init(name: "arr_0", shape: [2, 3, 3, 1], bytes: images), labels]))
+        // Over ZIP32's 4 GiB: refused up front, not a precondition after sampling.
+        #expect(NumpyArchive.Writer(shape: [70_000, 256, 256, 1]) == nil)
     }
 
     @Test func sampleImagesConversionAndGrid() {

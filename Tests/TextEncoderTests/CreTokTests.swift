@@ -68,7 +68,7 @@ import Formats
     }
 
     @Test func conceptsAreSingleWordPiecesWhenInstalled() throws {
-        guard let folder = Fixtures.realFolder() else { return }
+        let folder = try Fixtures.realFolder()
         let tok = try WordPieceTokenizer(vocabularyFile: folder + "/vocab.txt")
         for c in CreTokPairs.concepts + ["creative"] {
             #expect(tok.tokens(c) == [c], "\(c) is \(tok.tokens(c))")
@@ -252,7 +252,7 @@ import Formats
     /// above the untrained "creative" prompt's. θ is raised to 0.9: with MiniLM the untrained
     /// cosines are already about 0.73, above the paper's θ = 0.5, which would cap every prompt.
     @Test func realRunBeatsCreativeWhenInstalled() throws {
-        guard let folder = Fixtures.realFolder() else { return }
+        let folder = try Fixtures.realFolder()
         let model = try MiniLM(folder: folder)
         let settings = CreTokSettings(steps: 60, pairsPerStep: 8, threshold: 0.9)
         var trainer = try CreTokTrainer(model: model, settings: settings)

@@ -103,7 +103,7 @@ import Formats
 
     /// The real model against the committed reference embeddings, when it is installed.
     @Test func realModelMatchesReferenceWhenInstalled() throws {
-        guard let folder = Fixtures.realFolder() else { return }
+        let folder = try Fixtures.realFolder()
         let (ref, file) = try Fixtures.reference(Fixtures.real)
         let model = try MiniLM(folder: folder, addedTokens: ["<CreTok>": ref.override_row])
         #expect(model.tokenize(ref.sentences) == ref.ids)

@@ -1,3 +1,5 @@
+import Testing
+import RealWeights
 import Foundation
 import Formats
 @testable import TextEncoder
@@ -12,14 +14,10 @@ enum Fixtures {
     static let repositoryRoot: String = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-    /// The installed all-MiniLM-L6-v2 folder, or nil after printing why the check is skipped.
-    static func realFolder(function: String = #function) -> String? {
-        do {
-            return try MiniLM.locate(root: repositoryRoot)
-        } catch {
-            print("TextEncoderTests.\(function): skipped, the real model is not installed: \(error)")
-            return nil
-        }
+    /// The installed all-MiniLM-L6-v2 folder; without it the calling test is skipped (and
+    /// fails under CI=true), see `RealWeights`.
+    static func realFolder(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        try RealWeights.require("the all-MiniLM-L6-v2 model", sourceLocation: sourceLocation) { try MiniLM.locate(root: repositoryRoot) }
     }
 
     /// reference.json of a model fixture.

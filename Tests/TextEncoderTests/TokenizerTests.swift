@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test func realVocabularyMatchesHFWhenInstalled() throws {
-        guard let folder = Fixtures.realFolder() else { return }
+        let folder = try Fixtures.realFolder()
         let tok = try WordPieceTokenizer(vocabularyFile: folder + "/vocab.txt",
                                          addedTokens: Self.cases.added_tokens["real"]!, maxLength: Self.cases.max_length)
         #expect(tok.vocabulary.count == 30522)
