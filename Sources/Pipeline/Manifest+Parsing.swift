@@ -201,7 +201,7 @@ extension Manifest {
         m.sampling.seed = r.int(s, "seed", default: m.seed, range: 0...(1 << 53), fix: "use a seed between 0 and 2^53 (defaults to the job's seed)")
 
         // Evaluation.
-        let e = r.fields(top.values["evaluation"], at: "evaluation", known: ["metrics", "samples", "reference_images", "input_size", "model_file"])
+        let e = r.fields(top.values["evaluation"], at: "evaluation", known: ["metrics", "samples", "reference_images", "input_size", "model_file", "reference_statistics"])
         var metrics: [String] = []
         for (i, name) in r.strings(e, "metrics", default: EvaluationSection.available).enumerated() {
             if let expanded = EvaluationSection.aliases[name] {
@@ -223,6 +223,7 @@ extension Manifest {
         m.evaluation.inputSize = r.int(e, "input_size", default: m.evaluation.inputSize, range: 32...512,
                                        fix: "use 32…512 pixels; 112 (the default) or 224 (the network's native size)")
         m.evaluation.modelFile = modelFileName(e, "evaluation", reader: &r)
+        m.evaluation.referenceStatistics = referenceStatisticsPath(e, metrics: metrics, reader: &r)
         let ft = r.fields(top.values["finetune"], at: "finetune", known: ["model_file"])
         m.finetune.modelFile = modelFileName(ft, "finetune", reader: &r)
         m.learngene = LearngeneSection.read(top.values["learngene"], reader: &r)
@@ -235,6 +236,21 @@ extension Manifest {
     }
 
     /// A `model_file` field: `auto` or a `.safetensors` file name inside the input job's folder.
+    /// `evaluation.reference_statistics`: an `.npz` path under the root, for `fid_inception_v3`.
+    /// Its contents (mu and sigma of 2048-d pool_3 features) are checked when the job runs.
+    static func referenceStatisticsPath(_ f: ConfigReader.Fields, metrics: [String], reader r: inout ConfigReader) -> String? {
+        guard let path = r.string(f, "reference_statistics", default: nil) else { return nil }
+        let field = "evaluation.reference_statistics", line = f.values["reference_statistics"]?.line
+        if path.isEmpty || path.hasPrefix("/") || path.split(separator: "/").contains("..") || !path.hasSuffix(".npz") {
+            r.add(field, "`\(path)` is not an .npz path inside the root",
+                  fix: "write the path from the root folder down, e.g. `Inbox/stats/fashion-mnist-train.npz` (numpy.savez with `mu` and `sigma`; no `..`, not absolute)", line: line)
+        } else if !metrics.contains("fid_inception_v3") {
+            r.add(field, "is given but `fid_inception_v3`, the metric that uses it, is not among evaluation.metrics",
+                  fix: "add `fid_inception_v3` to evaluation.metrics, or remove reference_statistics", line: line)
+        }
+        return path
+    }
+
     static func modelFileName(_ f: ConfigReader.Fields, _ section: String, reader r: inout ConfigReader) -> String {
         let name = r.string(f, "model_file", default: "auto") ?? "auto"
         if name != "auto" && (name.contains("/") || !name.hasSuffix(".safetensors") || name.hasPrefix(".")) {

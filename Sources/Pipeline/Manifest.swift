@@ -215,9 +215,9 @@ public struct Manifest: Sendable, Equatable {
         public init() {}
     }
 
-    /// How generated samples are measured (EfficientNet-Lite0 features; `metrics.json`'s
-    /// `"metrics"`, the table of `report.html`). Without the network's weights installed every
-    /// metric is listed as unavailable with the reason, and the job still succeeds.
+    /// How generated samples are measured (Inception-v3 and EfficientNet-Lite0 features;
+    /// `metrics.json`'s `"metrics"`, the table of `report.html`). Without a network's weights
+    /// installed its metrics are listed as unavailable with the reason, and the job still succeeds.
     public struct EvaluationSection: Sendable, Equatable {
         /// Which metrics to report (default: all of them).
         public var metrics: [String] = EvaluationSection.available
@@ -230,6 +230,12 @@ public struct Manifest: Sendable, Equatable {
         /// For `evaluate` with `inputs.model`: which weights file of that job to load
         /// (`auto`: `ema.safetensors` when sampling.use_ema, else `model.safetensors`).
         public var modelFile = "auto"
+        /// An `.npz` of Inception-v3 pool_3 statistics made elsewhere (`mu`, `sigma`: clean-fid's
+        /// and pytorch-fid's layout), a path under the root; `fid_inception_v3` is then measured
+        /// against it instead of the dataset's own statistics. nil: the dataset's.
+        public var referenceStatistics: String?
+        /// Written only when set, so manifests without it hash as before.
+        var referenceStatisticsFields: [(String, JSONValue)] { referenceStatistics.map { [("reference_statistics", .string($0))] } ?? [] }
 
         /// Metric names this build computes (`precision_recall` is accepted for the two k-NN ones).
         public static let available = MetricsReport.names
@@ -279,7 +285,7 @@ public struct Manifest: Sendable, Equatable {
                                   ("seed", .int(sampling.seed))])),
             ("evaluation", .object([("metrics", .array(evaluation.metrics.map { .string($0) })), ("samples", .int(evaluation.samples)),
                                     ("reference_images", .int(evaluation.referenceImages)), ("input_size", .int(evaluation.inputSize)),
-                                    ("model_file", .string(evaluation.modelFile))])),
+                                    ("model_file", .string(evaluation.modelFile))] + evaluation.referenceStatisticsFields)),
             ("finetune", .object([("model_file", .string(finetune.modelFile))])),
             ("learngene", learngene.json),
         ] + stageSections)

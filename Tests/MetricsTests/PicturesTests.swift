@@ -94,7 +94,7 @@ import Tensors
         let same = Evaluation.evaluate(samples: Self.images(40, seed: 2), reference: ref, referenceName: "noise", network: net, sampling: sampling, isSplitSize: 20)
         let shifted = Evaluation.evaluate(samples: Self.images(40, seed: 2, shift: 0.6), reference: ref, referenceName: "noise", network: net, sampling: sampling, isSplitSize: 20)
         // Unlabelled samples: every metric but the class probes, which say why they are absent.
-        #expect(Set(same.metrics.keys) == Set(MetricsReport.names.filter { !$0.hasPrefix("class_accuracy_") }), "unavailable: \(same.unavailable)")
+        #expect(Set(same.metrics.keys) == Set(EfficientNetLite0.orderedMetricNames.filter { !$0.hasPrefix("class_accuracy_") }), "unavailable: \(same.unavailable)")
         #expect(same.unavailable["class_accuracy_effnet_lite0"]?.contains("no class labels") == true)
         // Labelled: the Lite0 probe is measured too.
         let labels = (0..<40).map { $0 % 2 }

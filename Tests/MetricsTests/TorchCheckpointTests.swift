@@ -219,4 +219,48 @@ import Testing
             #expect(error.reason.contains("NEWOBJ"), "\(error)")
         }
     }
+
+    // MARK: - TorchScript archives (torch.jit.save)
+
+    /// Pickle bytes: protocol 2, `body`, STOP.
+    static func pickle(_ body: [UInt8]) -> [UInt8] { [0x80, 0x02] + body + [0x2E] }
+    static func global(_ module: String, _ name: String) -> [UInt8] { [0x63] + Array("\(module)\n\(name)\n".utf8) }
+    static func unicode(_ s: String) -> [UInt8] { [0x58] + withUnsafeBytes(of: UInt32(s.utf8.count).littleEndian, Array.init) + Array(s.utf8) }
+
+    static func load(_ bytes: [UInt8]) throws(Pickle.Failure) -> Pickle.Value {
+        try bytes.withUnsafeBytes { raw in Result { () throws(Pickle.Failure) in try Pickle.load(raw, from: 0).0 } }.get()
+    }
+
+    /// `__torch__.m.Conv` built as torch.jit.save writes a module: NEWOBJ with no arguments,
+    /// then BUILD with its attributes (a typed int list among them). Read as a dict.
+    @Test func readsTorchScriptModuleObjectsAsDicts() throws {
+        let bytes = Self.pickle(Self.global("__torch__.m", "Conv") + [0x29, 0x81, 0x7D, 0x28]
+            + Self.unicode("stride") + [0x4B, 0x02]
+            + Self.unicode("padding") + Self.global("torch.jit._pickle", "build_intlist") + [0x5D, 0x28, 0x4B, 0x00, 0x4B, 0x03, 0x65, 0x85, 0x52]
+            + [0x75, 0x62])
+        let v = try Self.load(bytes)
+        guard case .module(let type, _) = v else { Issue.record("read as \(v.kind)"); return }
+        #expect(type == "__torch__.m.Conv")
+        let contents = try TorchCheckpoint.contents(of: v, layout: .zip, storages: [:], raw: UnsafeRawBufferPointer(start: nil, count: 0), name: "ts")
+        #expect(contents.values.map { "\($0.name)=\($0.value)" } == ["stride=2", "padding.0=0", "padding.1=3"])
+    }
+
+    /// A TorchScript class is only ever instantiated empty; nothing else may be NEWOBJ'd, and
+    /// neither it nor a non-identifier `__torch__` name may be called.
+    @Test(arguments: [
+        (global("collections", "OrderedDict") + [0x29, 0x81], "NEWOBJ of a collections.OrderedDict"),
+        (global("__torch__.m", "Conv") + [0x4B, 0x01, 0x85, 0x81], "with arguments"),
+        (global("__torch__.m", "Conv") + [0x29, 0x52], "REDUCE of the TorchScript class"),
+        (global("__torch__.m;x", "Conv"), "refused"),
+        (global("torch.jit._pickle", "restore_type_tag"), "refused"),
+        (global("__torch__.m", "Conv") + [0x29, 0x81, 0x4B, 0x01, 0x62], "not a dict"),
+    ] as [([UInt8], String)])
+    func refusesTorchScriptMisuse(body: [UInt8], message: String) {
+        do throws(Pickle.Failure) {
+            _ = try Self.load(Self.pickle(body))
+            Issue.record("read")
+        } catch {
+            #expect(error.reason.contains(message), "\(error.reason)")
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Testing
 @testable import Pipeline
 
@@ -9,11 +10,15 @@ import Testing
 /// model and a set of real images.
 @Suite(.serialized) struct MetricsProcessTests {
     static let tinyNetwork = PretrainProcessTests.repo + "/Tests/MetricsTests/Fixtures/effnet/tiny-lite0.pth"
+    /// The FID Inception-v3's TorchScript archive at 1/16 width (random weights).
+    static let tinyInception = PretrainProcessTests.repo + "/Tests/MetricsTests/Fixtures/inception/tiny-inception.pt"
 
     static func installTinyNetwork(_ root: TempRoot) throws {
         try FileManager.default.createDirectory(atPath: root.path + "/models", withIntermediateDirectories: true)
         let r = try Learngene.run(["import", "torch", Self.tinyNetwork, "-o", root.path + "/models/efficientnet-lite0.safetensors"], root: root)
         #expect(r.status == 0, "\(r.stderr)")
+        let i = try Learngene.run(["import", "torch", Self.tinyInception, "-o", root.path + "/models/inception-v3-fid.safetensors"], root: root)
+        #expect(i.status == 0, "\(i.stderr)")
     }
 
     static let evaluation = "evaluation: {samples: 20, reference_images: 10, input_size: 72}"
@@ -42,17 +47,42 @@ import Testing
         let html = try #require(root.read("Outbox/j/report.html"))
         #expect(html.contains("fd_effnet_lite0") && html.contains("src=\"samples.png\"") && html.contains("src=\"loss.png\""))
         #expect(html.contains("Recognizability (class_accuracy_pixels)"))
-        // The reference statistics were cached.
-        #expect(try FileManager.default.contentsOfDirectory(atPath: root.path + "/.state/cache").contains { $0.hasPrefix("reference-") })
+        // The reference statistics were cached, one file per network.
+        let cached = try FileManager.default.contentsOfDirectory(atPath: root.path + "/.state/cache").filter { $0.hasPrefix("reference-") }
+        #expect(cached.count == 2, "\(cached)")
+        // Inception-v3's pool_3 statistics are exported as clean-fid's mu/sigma npz.
+        let exported = try FrechetStatistics(npzAt: root.path + "/Outbox/j/reference-stats-inception_v3.npz", expectedDimension: 128)
+        #expect(exported.count == 10)
+        let fid = report["metrics"]?["fid_inception_v3"]
+        #expect(fid?["input_size"]?.intValue == 299 && fid?["reference_samples"]?.intValue == 10)
 
         // evaluate: the model's samples, and the dataset's own images against themselves (FD ≈ 0).
-        root.job("ev-model", "stage: evaluate\ninputs: {model: {job: j}, dataset: ds}\nsampling: {count: 4, steps: 3}\n" + Self.evaluation + "\n")
+        // ev-model measures FID against the exported statistics, given as a user's file would be.
+        root.job("ev-model", "stage: evaluate\ninputs: {model: {job: j}, dataset: ds}\nsampling: {count: 4, steps: 3}\n"
+                 + "evaluation: {samples: 20, reference_images: 10, input_size: 72, reference_statistics: Outbox/j/reference-stats-inception_v3.npz}\n")
         root.job("ev-images", "stage: evaluate\ninputs: {images: ds, dataset: ds}\nevaluation: {samples: 0, reference_images: 0, input_size: 72}\n")
+        root.job("j2", PretrainProcessTests.tinyJob(steps: 6, extra: Self.evaluation))
+        // Statistics that are not there: that metric says why, the others are measured, the job succeeds.
+        root.job("ev-bad", "stage: evaluate\ninputs: {model: {job: j}, dataset: ds}\nsampling: {count: 4, steps: 3}\n"
+                 + "evaluation: {samples: 20, reference_images: 10, input_size: 72, reference_statistics: Inbox/missing.npz}\n")
         r = try Learngene.run(["serve", "--once", "--root", root.path], root: root)
         #expect(r.status == 0, "\(r.stderr)")
         let model = try #require(root.json("Outbox/ev-model/metrics.json")?["metrics"]?["metrics"])
         // Same weights, sampler and seeds as the pretrain job's evaluation: the same number.
         #expect(model["fd_effnet_lite0"]?["value"]?.doubleValue == fd?["value"]?.doubleValue)
+        // The given statistics are the dataset's own, so the FID is the same number; the
+        // entry names the file it was measured against.
+        #expect(model["fid_inception_v3"]?["value"]?.doubleValue == fid?["value"]?.doubleValue)
+        #expect(model["fid_inception_v3"]?["reference"]?.stringValue == "statistics from Outbox/j/reference-stats-inception_v3.npz")
+        // j2, a second pretrain job on the same reference images, made no new reference
+        // statistics: it paid only for its samples. (ev-model's reference is named differently,
+        // and ev-images takes all of the dataset's images: each made one file per network.)
+        let after = try FileManager.default.contentsOfDirectory(atPath: root.path + "/.state/cache").filter { $0.hasPrefix("reference-") }
+        #expect(Set(cached).isSubset(of: after) && after.count == 6, "\(after)")
+        #expect(root.json("Outbox/j2/metrics.json")?["metrics"]?["metrics"]?["fid_inception_v3"]?["value"]?.doubleValue != nil)
+        let bad = try #require(root.json("Outbox/ev-bad/metrics.json")?["metrics"])
+        #expect(bad["unavailable"]?["fid_inception_v3"]?.stringValue?.contains("Inbox/missing.npz") == true, "\(bad)")
+        #expect(bad["metrics"]?["sfid_inception_v3"]?["value"]?.doubleValue != nil)
         #expect(root.exists("Outbox/ev-model/samples.png") && root.exists("Outbox/ev-model/report.html"))
         let images = try #require(root.json("Outbox/ev-images/metrics.json")?["metrics"]?["metrics"])
         #expect(abs(images["fd_effnet_lite0"]?["value"]?.doubleValue ?? 1) < 1e-3)
