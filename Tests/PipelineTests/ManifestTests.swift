@@ -23,7 +23,12 @@ import Testing
         #expect(m.training.steps == 1000 && m.training.recipe == "cpu" && m.training.learningRate == 2e-3)
         #expect(m.sampling.seed == m.seed)
         #expect(m.checkpoint.every == 200 && m.checkpoint.keep == 2)
-        #expect(m.evaluation.metrics == Manifest.EvaluationSection.available && m.evaluation.samples == 1000)
+        #expect(m.evaluation.metrics == Manifest.EvaluationSection.defaults && m.evaluation.samples == 1000)
+        #expect(!m.evaluation.metrics.contains("fid_inception_v3"))
+        let all = try manifest("stage: pretrain\ninputs: {dataset: x}\nevaluation: {metrics: [all]}\n")
+        #expect(all.evaluation.metrics == Manifest.EvaluationSection.available)
+        let fid = try manifest("stage: pretrain\ninputs: {dataset: x}\nevaluation: {metrics: [class_accuracy_pixels, inception]}\n")
+        #expect(fid.evaluation.metrics == ["class_accuracy_pixels", "fid_inception_v3", "sfid_inception_v3", "precision_inception_v3", "recall_inception_v3"])
     }
 
     /// `training.recipe` picks every default; a field written wins; the resolved manifest says all.

@@ -21,7 +21,7 @@ import Testing
         #expect(i.status == 0, "\(i.stderr)")
     }
 
-    static let evaluation = "evaluation: {samples: 20, reference_images: 10, input_size: 72}"
+    static let evaluation = "evaluation: {samples: 20, reference_images: 10, input_size: 72, metrics: [all]}"
 
     @Test func pretrainReportsEveryMetricAndEvaluateMeasuresModelsAndImages() throws {
         let root = TempRoot("metrics")
@@ -59,12 +59,12 @@ import Testing
         // evaluate: the model's samples, and the dataset's own images against themselves (FD ≈ 0).
         // ev-model measures FID against the exported statistics, given as a user's file would be.
         root.job("ev-model", "stage: evaluate\ninputs: {model: {job: j}, dataset: ds}\nsampling: {count: 4, steps: 3}\n"
-                 + "evaluation: {samples: 20, reference_images: 10, input_size: 72, reference_statistics: Outbox/j/reference-stats-inception_v3.npz}\n")
-        root.job("ev-images", "stage: evaluate\ninputs: {images: ds, dataset: ds}\nevaluation: {samples: 0, reference_images: 0, input_size: 72}\n")
+                 + "evaluation: {samples: 20, reference_images: 10, input_size: 72, metrics: [all], reference_statistics: Outbox/j/reference-stats-inception_v3.npz}\n")
+        root.job("ev-images", "stage: evaluate\ninputs: {images: ds, dataset: ds}\nevaluation: {samples: 0, reference_images: 0, input_size: 72, metrics: [all]}\n")
         root.job("j2", PretrainProcessTests.tinyJob(steps: 6, extra: Self.evaluation))
         // Statistics that are not there: that metric says why, the others are measured, the job succeeds.
         root.job("ev-bad", "stage: evaluate\ninputs: {model: {job: j}, dataset: ds}\nsampling: {count: 4, steps: 3}\n"
-                 + "evaluation: {samples: 20, reference_images: 10, input_size: 72, reference_statistics: Inbox/missing.npz}\n")
+                 + "evaluation: {samples: 20, reference_images: 10, input_size: 72, metrics: [all], reference_statistics: Inbox/missing.npz}\n")
         r = try Learngene.run(["serve", "--once", "--root", root.path], root: root)
         #expect(r.status == 0, "\(r.stderr)")
         let model = try #require(root.json("Outbox/ev-model/metrics.json")?["metrics"]?["metrics"])
