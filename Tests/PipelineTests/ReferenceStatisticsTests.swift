@@ -97,7 +97,7 @@ import Testing
     }
 
     @Test func manifestTakesAPathUnderTheRoot() throws {
-        let m = try manifest("stage: pretrain\ninputs: {dataset: x}\nevaluation: {reference_statistics: Inbox/stats/train.npz}\n")
+        let m = try manifest("stage: pretrain\ninputs: {dataset: x}\nevaluation: {metrics: [fid_inception_v3], reference_statistics: Inbox/stats/train.npz}\n")
         #expect(m.evaluation.referenceStatistics == "Inbox/stats/train.npz")
         #expect(m.json.compact.contains("\"reference_statistics\":\"Inbox/stats/train.npz\""))
         let plain = try manifest("stage: pretrain\ninputs: {dataset: x}\n")
