@@ -78,7 +78,7 @@ def main():
             with open(os.path.join(jobs, f"recipe-{n}.json"), "w") as f:
                 json.dump(manifest(n, model, training, plan[n]), f, indent=1)
         subprocess.run([os.path.join(REPO, ".build", "release", "learngene"), "serve", "--once", "--root", a.root], check=False)
-    print(f"| candidate | steps × batch | train s | final loss | class acc. pixels (real) | class acc. Lite0 (real) | FD Lite0 | what |")
+    print(f"| candidate | steps × batch | train s | final loss (weighted for Min-SNR) | class acc. pixels (real) | class acc. Lite0 (real) | FD Lite0 | what |")
     print("|---|---|---|---|---|---|---|---|")
     for n in names:
         p = os.path.join(a.root, "Outbox", f"recipe-{n}", "metrics.json")

@@ -34,7 +34,7 @@ def main():
         if a.table_only:
             continue
         m = {"stage": "evaluate", "seed": 0, "inputs": {"model": {"job": a.model_job}, "dataset": a.dataset},
-             "sampling": {"sampler": sampler, "steps": steps, "cfg_scale": a.guidance, "count": 100, "grid_columns": 10},
+             "sampling": {"sampler": sampler, "steps": steps, "cfg_scale": a.guidance, "count": 0},
              "evaluation": {"samples": a.samples, "metrics": ["fd_effnet_lite0", "class_accuracy_effnet_lite0", "class_accuracy_pixels"]}}
         os.makedirs(jobs, exist_ok=True)
         with open(os.path.join(jobs, name + ".json"), "w") as f:
