@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "Images", dependencies: ["CPNG", "CJPEGShim"], swiftSettings: swiftSettings),
         .target(name: "Datasets", dependencies: ["Images", "Formats", "Tensors"], swiftSettings: swiftSettings),
         .target(name: "DiT", dependencies: ["Tensors", "Formats"], swiftSettings: swiftSettings),
-        // Metrics: EfficientNet-Lite0 features, Fréchet distances, precision/recall, reports.
+        // Metrics: EfficientNet-Lite0 and FID Inception-v3 features, Fréchet distances, precision/recall, the class probe, reports.
         .target(name: "Metrics", dependencies: ["Tensors", "Formats", "Images", "CLapack", "COpenBLAS"], swiftSettings: swiftSettings),
         // Learngene: condensing a DiT into learngenes (KIND, FINE, WAVE) and growing descendants.
         .target(name: "Learngene", dependencies: ["Tensors", "Formats", "DiT", "CLapack"], swiftSettings: swiftSettings),
