@@ -34,11 +34,13 @@ public struct EvaluateStage: Stage {
         var facts: [(String, String)] = []
         var timings: [(String, Double)] = []
         let report: MetricsReport
+        var classNames: [String] = []
         do {
             if ctx.inputs["images"] != nil {
                 ctx.progress.setPhase("loading the images and the reference dataset")
                 let images = try pretrain.loadImages(ctx, role: "images")
                 let reference = try pretrain.loadImages(ctx, role: "dataset")
+                classNames = reference.classes
                 let name = PretrainStage.inputName(ctx, "images")
                 facts = [("evaluated", "\(name): real images (\(images.count)), read at \(m.model.inputSize) px, \(m.model.inChannels) channel(s)"),
                          ("reference", "\(referenceName): \(reference.count) images, \(reference.classes.count) classes")]
@@ -54,6 +56,7 @@ public struct EvaluateStage: Stage {
                 let c = model.config, classes = c.numClasses
                 ctx.progress.setPhase("loading the reference dataset")
                 let reference = try pretrain.loadImages(ctx, role: "dataset", channels: c.inChannels, resolution: c.inputSize)
+                classNames = reference.classes
                 facts = [("evaluated", "\(PretrainStage.inputName(ctx, "model"))/\(file) (step \(step.map(String.init) ?? "?"), \(model.layout.count) parameters)"),
                          ("reference", "\(referenceName): \(reference.count) images, \(reference.classes.count) classes, read at the model's \(c.inputSize) px")]
                 let sampleSeconds = try outputs.writeSamples(model: model, numClasses: classes)
@@ -77,7 +80,7 @@ public struct EvaluateStage: Stage {
             ("metrics", ModelOutputs.json(report)),
         ])
         try FileOps.writeDurably(metrics.pretty, to: ctx.outputDirectory + "/metrics.json")
-        try outputs.writeReport(manifest: m, metrics: report, facts: facts, timings: timings)
+        try outputs.writeReport(manifest: m, metrics: report, facts: facts, timings: timings, classNames: classNames)
         let fd = report.metrics["fd_effnet_lite0"].map { String(format: "FD %.3f", $0.value) } ?? "metrics unavailable"
         return .completed(StageResult(manifest: m, summary: "evaluated against \(referenceName): \(fd)"))
     }
