@@ -26,7 +26,6 @@ public struct LinearProbe: Sendable {
     public let classes: Int
     public let dimension: Int
     public let mean: [Double]
-    public let scale: [Double]
     /// dimension × classes, row-major.
     public let weights: [Double]
     public let bias: [Double]
@@ -54,10 +53,9 @@ public struct LinearProbe: Sendable {
         // Center.
         var mean = [Double](repeating: 0, count: d)
         for i in 0..<n { for j in 0..<d { mean[j] += Double(features.values[i * d + j]) } }
-        let scale = [Double](repeating: 1, count: d)  // centered only (see above)
         for j in 0..<d { mean[j] /= Double(n) }
         var x = [Double](repeating: 0, count: n * d)
-        for i in 0..<n { for j in 0..<d { x[i * d + j] = (Double(features.values[i * d + j]) - mean[j]) * scale[j] } }
+        for i in 0..<n { for j in 0..<d { x[i * d + j] = Double(features.values[i * d + j]) - mean[j] } }
         // Centered one-hot targets.
         var bias = [Double](repeating: 0, count: classes)
         for l in labels { bias[l] += 1 / Double(n) }
@@ -115,7 +113,6 @@ public struct LinearProbe: Sendable {
         self.classes = classes
         dimension = d
         self.mean = mean
-        self.scale = scale
         weights = w
         self.bias = bias
         lambda = best.lambda
@@ -130,7 +127,7 @@ public struct LinearProbe: Sendable {
         for i in 0..<features.count {
             var scores = bias
             for j in 0..<dimension {
-                let z = (Double(features.values[i * dimension + j]) - mean[j]) * scale[j]
+                let z = Double(features.values[i * dimension + j]) - mean[j]
                 if z == 0 { continue }
                 for k in 0..<classes { scores[k] += z * weights[j * classes + k] }
             }
