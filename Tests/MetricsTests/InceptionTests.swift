@@ -125,7 +125,11 @@ import Tensors
         #expect(r.metrics["fid_inception_v3"]?.inputSize == 299 && r.metrics["fid_inception_v3"]?.referenceSamples == 12)
         let given = Evaluation.evaluate(samples: Self.noise(10, seed: 2), reference: ref, referenceName: "noise", network: net, sampling: nil,
                                         frechetReference: .init(statistics: ref.pooled, name: "statistics from x.npz"))
-        #expect(given.metrics["fid_inception_v3"]?.value == r.metrics["fid_inception_v3"]?.value)
+        // Same samples, same statistics: the same FID. Equal to 1e-6 relative, not bit for bit:
+        // one fresh-clone CI run differed at 1e-8 between two feature passes (threaded sgemm
+        // under load; not yet tracked down, see the closing note of session 3).
+        let a = try #require(given.metrics["fid_inception_v3"]?.value), b = try #require(r.metrics["fid_inception_v3"]?.value)
+        #expect(abs(a - b) <= 1e-6 * max(abs(b), 1e-12), "\(a) vs \(b)")
         #expect(given.metrics["fid_inception_v3"]?.reference == "statistics from x.npz")
         #expect(given.metrics["sfid_inception_v3"]?.reference == "noise")
         #expect(net.identity.hasPrefix("inception-v3-fid@299px"))
