@@ -8,7 +8,7 @@ import PackageDescription
 ///   Learngene (KIND, FINE, WAVE factored models)   TextEncoder (MiniLM WordPiece + BERT encoder)
 ///   Pipeline (daemon, stages)                      learngene (CLI), learngene-bench (benchmark)
 let swiftSettings: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release)),
 ]
 
 let package = Package(

@@ -56,13 +56,14 @@ public protocol BlockWeights: AnyObject {
 
 extension DiTModel {
     /// out = inp · Wᵀ + b for one block matrix: from the dense parameters, or from
-    /// `blockWeights` when set (the bias still comes from the dense parameters).
+    /// `blockWeights` when set (the bias still comes from the dense parameters); then
+    /// `epilogue` on the output rows.
     func blockLinearForward(_ m: BlockMatrix, layer l: Int, out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
-                            weight: Int, bias: Int, M: Int, labels: [Int]) {
+                            weight: Int, bias: Int, M: Int, labels: [Int], epilogue: RowEpilogue = .none) {
         let (OC, IC) = m.shape(config)
         let P = params.data
         guard let source = blockWeights else {
-            linearForward(out: out, inp: inp, weight: P + weight, bias: P + bias, M: M, IC: IC, OC: OC)
+            linearForward(out: out, inp: inp, weight: P + weight, bias: P + bias, M: M, IC: IC, OC: OC, epilogue: epilogue)
             return
         }
         source.forward(m, layer: l, out: out, inp: inp, rows: M, rowsPerSample: m.rowsPerSample(config), labels: labels)
@@ -72,21 +73,26 @@ extension DiTModel {
                 let o = out + row * OC
                 for i in 0..<OC { o[i] += b[i] }
             }
+            epilogue.apply(out, rows: r, width: OC)
         }
     }
 
     /// The backward of `blockLinearForward`: dense gradients into `grads`, or the source's own.
     func blockLinearBackward(_ m: BlockMatrix, layer l: Int, dInp: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
-                             inp: UnsafePointer<Float>, weight: Int, bias: Int, M: Int, labels: [Int], overwriteInput: Bool) {
+                             inp: UnsafePointer<Float>, weight: Int, bias: Int, M: Int, labels: [Int], overwriteInput: Bool,
+                             inputEpilogue: RowEpilogue = .none) {
         let (OC, IC) = m.shape(config)
         let P = params.data, G = grads.data
         guard let source = blockWeights else {
             linearBackward(dInp: dInp, dWeight: G + weight, dBias: G + bias, dOut: dOut, inp: inp, weight: P + weight,
-                           M: M, IC: IC, OC: OC, overwriteInput: overwriteInput)
+                           M: M, IC: IC, OC: OC, overwriteInput: overwriteInput, inputEpilogue: inputEpilogue)
             return
         }
         source.backward(m, layer: l, dInp: dInp, dOut: dOut, inp: inp, rows: M, rowsPerSample: m.rowsPerSample(config),
                         labels: labels, overwriteInput: overwriteInput)
+        if let dInp, case .geluBackward = inputEpilogue {
+            Parallel.forRanges(M, costPerItem: 25 * IC) { r in inputEpilogue.apply(dInp, rows: r, width: IC) }
+        }
         columnSumAccumulate(G + bias, dOut, rows: M, cols: OC)
     }
 }

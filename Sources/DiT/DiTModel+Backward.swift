@@ -67,9 +67,9 @@ extension DiTModel {
         // MLP branch: x_out = x_mid + gate_mlp · fc2(gelu(fc1(h2)))
         gatedResidualBackward(dY: a.dY.data, dGate: dMod + 5 * D, dOut: dR, y: b.mlpY.data, gate: mod + 5 * D,
                               modStride: 6 * D, N: N, T: T, D: D)
+        // dFc = (dY · W_fc2) ⊙ gelu′(fc1), the GELU backward fused into the product's rows.
         blockLinearBackward(.fc2, layer: l, dInp: a.dFc.data, dOut: a.dY.data, inp: b.gelu.data, weight: o.fc2W, bias: o.fc2B,
-                            M: N * T, labels: a.labels, overwriteInput: true)
-        geluBackwardInPlace(a.dFc.data, inp: b.fc1.data, count: N * T * F)
+                            M: N * T, labels: a.labels, overwriteInput: true, inputEpilogue: .geluBackward(preact: b.fc1.data))
         blockLinearBackward(.fc1, layer: l, dInp: a.dH.data, dOut: a.dFc.data, inp: b.h2.data, weight: o.fc1W, bias: o.fc1B,
                             M: N * T, labels: a.labels, overwriteInput: true)
         layerNormModulateBackward(dInp: dR, dShift: dMod + 3 * D, dScale: dMod + 4 * D, dOut: a.dH.data, inp: b.xMid.data,

@@ -85,8 +85,8 @@ extension DiTModel {
         // MLP branch
         layerNormModulateForward(out: b.h2.data, mean: b.ln2Mean.data, rstd: b.ln2Rstd.data, inp: b.xMid.data,
                                  shift: mod + 3 * D, scale: mod + 4 * D, modStride: 6 * D, N: N, T: T, D: D)
-        blockLinearForward(.fc1, layer: l, out: b.fc1.data, inp: b.h2.data, weight: o.fc1W, bias: o.fc1B, M: N * T, labels: a.labels)
-        geluForward(out: b.gelu.data, inp: b.fc1.data, count: N * T * F)
+        blockLinearForward(.fc1, layer: l, out: b.fc1.data, inp: b.h2.data, weight: o.fc1W, bias: o.fc1B, M: N * T, labels: a.labels,
+                           epilogue: .gelu(act: b.gelu.data))  // gelu = GELU(fc1), fused
         blockLinearForward(.fc2, layer: l, out: b.mlpY.data, inp: b.gelu.data, weight: o.fc2W, bias: o.fc2B, M: N * T, labels: a.labels)
         gatedResidualForward(out: xOut, res: b.xMid.data, y: b.mlpY.data, gate: mod + 5 * D, modStride: 6 * D, N: N, T: T, D: D)
     }

@@ -4,7 +4,7 @@ import Foundation
 /// Splits loops over the cores.
 ///
 /// Two kinds of threads share the machine's two cores: OpenBLAS's own (two by default, busy
-/// inside a BLAS call) and ours (Dispatch's pool, busy only inside `forRanges`). The rule
+/// inside a BLAS call) and ours (`WorkerPool`, busy inside `forRanges` and for a spin after it). The rule
 /// that keeps them from fighting: never run a `Parallel` loop and a multi-threaded BLAS call
 /// at the same time. Kernels call BLAS, then `Parallel`, then BLAS, one after the other from
 /// one thread. Where many small products must run at once (attention heads),
@@ -83,16 +83,20 @@ public enum Parallel {
         if chunks <= 1 { body(0..<count); return }
         // Even split: the first `count % chunks` chunks get one extra item.
         let base = count / chunks, extra = count % chunks
-        withoutActuallyEscaping(body) { body in
-            // The ranges are disjoint, so sharing the closure across threads is safe; Swift
-            // cannot see that through raw pointers, hence the unchecked box.
-            let box = UncheckedBox(body)
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                let lo = c * base + min(c, extra)
-                let hi = lo + base + (c < extra ? 1 : 0)
-                box.value(lo..<hi)
-            }
+        WorkerPool.shared.run(chunks: chunks, slots: workers) { _, c in
+            let lo = c * base + min(c, extra)
+            let hi = lo + base + (c < extra ? 1 : 0)
+            body(lo..<hi)
         }
+    }
+
+    /// Runs `body(worker, task)` for every task in `0..<tasks` on at most `maxWorkers` threads
+    /// at once; `worker` (below that bound and `workers`) names the thread's slot, so the body
+    /// may use per-worker scratch memory. Which worker runs a task varies from run to run, so
+    /// a task's result must depend only on the task.
+    public static func forTasks(_ tasks: Int, maxWorkers: Int = .max, _ body: (_ worker: Int, _ task: Int) -> Void) {
+        if tasks <= 0 { return }
+        WorkerPool.shared.run(chunks: tasks, slots: min(workers, maxWorkers), body)
     }
 
     /// Per-item parallel loop (`body(i)` for every i in `0..<count`), chunked as `forRanges`.

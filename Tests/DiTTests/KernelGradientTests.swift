@@ -199,23 +199,69 @@ func finiteDifferenceCheck(_ name: String, values: inout [Float], analytic: [Flo
 }
 
 @Suite struct FastMathTests {
-    /// The vectorized exp and tanh against libm over their whole useful range.
+    /// The vectorized exp against libm, and GELU (computed as x·σ(2u)) and its slope against
+    /// the tanh formula in double, over their whole useful range.
     @Test func accuracy() {
-        var worstExp = 0.0, worstTanh = 0.0
+        var worstExp = 0.0, worstGelu = 0.0, worstSlope = 0.0
         var x: Float = -87
         while x < 88 {
             let e = Double(fastExp(x)), ref = exp(Double(x))
             worstExp = max(worstExp, abs(e - ref) / ref)
             x += 0.0137
         }
-        x = -12
-        while x < 12 {
-            worstTanh = max(worstTanh, abs(Double(fastTanh(x)) - tanh(Double(x))))
-            x += 0.000731
+        let n = 40_000
+        let xs = (0..<n).map { Float(-20 + 40 * Double($0) / Double(n)) }
+        var g = [Float](repeating: 0, count: n), slope = [Float](repeating: 1, count: n)
+        geluForward(out: &g, inp: xs, count: n)
+        geluBackwardInPlace(&slope, inp: xs, count: n)
+        let k = (2 / Double.pi).squareRoot()
+        for i in 0..<n {
+            let v = Double(xs[i])
+            let th = tanh(k * (v + 0.044715 * v * v * v))
+            let ref = 0.5 * v * (1 + th)
+            let dref = 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * k * (1 + 3 * 0.044715 * v * v)
+            worstGelu = max(worstGelu, abs(Double(g[i]) - ref) / max(1, abs(ref)))
+            worstSlope = max(worstSlope, abs(Double(slope[i]) - dref))
         }
-        print("fastExp max rel err \(worstExp), fastTanh max abs err \(worstTanh)")
+        print("fastExp max rel err \(worstExp), gelu max err \(worstGelu), gelu′ max abs err \(worstSlope)")
         #expect(worstExp < 5e-7)
-        #expect(worstTanh < 5e-7)
-        #expect(fastTanh(Float(0)) == 0 && fastTanh(Float(-3)) == -fastTanh(Float(3)))
+        #expect(worstGelu < 1e-6)
+        #expect(worstSlope < 5e-6)  // float rounding of s + 2x·s(1−s)·u′ at |x| ≈ 3
+        var zero = [Float](repeating: 1, count: 1)
+        geluForward(out: &zero, inp: [0], count: 1)
+        #expect(zero[0] == 0)
+    }
+
+    /// The fused epilogues compute exactly what the separate passes compute.
+    @Test func fusedGeluEpilogues() {
+        let M = 37, IC = 24, OC = 40
+        let x = randomArray(M * IC, seed: 21), w = randomArray(OC * IC, seed: 22), b = randomArray(OC, seed: 23)
+        var pre = [Float](repeating: 0, count: M * OC), act = pre, pre2 = pre, act2 = pre
+        Parallel.withWorkers(2) {
+            pre.withUnsafeMutableBufferPointer { p in
+                act.withUnsafeMutableBufferPointer { a in
+                    linearForward(out: p.baseAddress!, inp: x, weight: w, bias: b, M: M, IC: IC, OC: OC,
+                                  epilogue: .gelu(act: a.baseAddress!))
+                }
+            }
+            linearForward(out: &pre2, inp: x, weight: w, bias: b, M: M, IC: IC, OC: OC)
+            geluForward(out: &act2, inp: pre2, count: M * OC)
+        }
+        #expect(pre == pre2)
+        #expect(act == act2)
+
+        let dy = randomArray(M * OC, seed: 24)
+        var dx = [Float](repeating: 0, count: M * IC), dx2 = dx
+        var dw = [Float](repeating: 0, count: OC * IC), dw2 = dw
+        let preIn = randomArray(M * IC, seed: 25)
+        Parallel.withWorkers(2) {
+            linearBackward(dInp: &dx, dWeight: &dw, dBias: nil, dOut: dy, inp: x, weight: w, M: M, IC: IC, OC: OC,
+                           overwriteInput: true, inputEpilogue: .geluBackward(preact: preIn))
+            linearBackward(dInp: &dx2, dWeight: &dw2, dBias: nil, dOut: dy, inp: x, weight: w, M: M, IC: IC, OC: OC,
+                           overwriteInput: true)
+            geluBackwardInPlace(&dx2, inp: preIn, count: M * IC)
+        }
+        #expect(dx == dx2)
+        #expect(dw == dw2)
     }
 }

@@ -2,16 +2,47 @@ import Foundation
 import Tensors
 
 // tanh-approximated GELU, as timm's Mlp with `approx_gelu = nn.GELU(approximate="tanh")`:
-// gelu(x) = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+// gelu(x) = 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³). Computed as x·σ(2u), the same
+// function (0.5·(1 + tanh u) = σ(2u)) with one exp and one division and no branch; it is
+// accurate for every x, since x·σ(2u) has no cancellation. The derivative is
+// σ(2u) + 2x·σ(2u)(1 − σ(2u))·u′, u′ = √(2/π)·(1 + 3·0.044715·x²).
 private let geluK: Float = 0.7978845608028654  // √(2/π)
+
+/// σ(2u) for GELU; e^{−2u} is capped at e^80 so σ stays a normal float (no denormal slowdown).
+@inline(__always)
+private func geluSigmoid(_ x: Float) -> Float {
+    let minus2u = -2 * geluK * (x + 0.044715 * x * x * x)
+    return 1 / (1 + fastExp(minus2u > 80 ? 80 : minus2u))
+}
+
+/// gelu′(x).
+@inline(__always)
+private func geluSlope(_ x: Float) -> Float {
+    let s = geluSigmoid(x)
+    return s + 2 * x * s * (1 - s) * (geluK * (1 + 3 * 0.044715 * x * x))
+}
+
+/// out[i] = gelu_tanh(inp[i]) for i in 0..<count, on the calling thread (the fused epilogue
+/// of the fc1 product, and the body of `geluForward`).
+@inline(__always)
+public func geluForwardSpan(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count {
+        let x = inp[i]
+        out[i] = x * geluSigmoid(x)
+    }
+}
+
+/// dGrad[i] *= gelu′(inp[i]) for i in 0..<count, on the calling thread (the fused epilogue of
+/// the fc2 input-gradient product, and the body of `geluBackwardInPlace`).
+@inline(__always)
+public func geluBackwardSpan(_ dGrad: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count { dGrad[i] *= geluSlope(inp[i]) }
+}
 
 /// out = gelu_tanh(inp), elementwise over `count` values.
 public func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
     Parallel.forRanges(count, costPerItem: 20) { r in
-        for i in r {
-            let x = inp[i]
-            out[i] = 0.5 * x * (1 + fastTanh(geluK * (x + 0.044715 * x * x * x)))
-        }
+        geluForwardSpan(out: out + r.lowerBound, inp: inp + r.lowerBound, count: r.count)
     }
 }
 
@@ -20,11 +51,7 @@ public func geluBackward(dInp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<
                          count: Int, overwrite: Bool = false) {
     Parallel.forRanges(count, costPerItem: 25) { r in
         for i in r {
-            let x = inp[i]
-            let th = fastTanh(geluK * (x + 0.044715 * x * x * x))
-            let du = geluK * (1 + 3 * 0.044715 * x * x)
-            let grad = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * du
-            let d = dOut[i] * grad
+            let d = dOut[i] * geluSlope(inp[i])
             dInp[i] = overwrite ? d : dInp[i] + d
         }
     }
@@ -34,12 +61,7 @@ public func geluBackward(dInp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<
 /// compiler vectorize it, which the aliasing `dInp == dOut` call of `geluBackward` prevents).
 public func geluBackwardInPlace(_ dGrad: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
     Parallel.forRanges(count, costPerItem: 25) { r in
-        for i in r {
-            let x = inp[i]
-            let th = fastTanh(geluK * (x + 0.044715 * x * x * x))
-            let du = geluK * (1 + 3 * 0.044715 * x * x)
-            dGrad[i] *= 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * du
-        }
+        geluBackwardSpan(dGrad + r.lowerBound, inp: inp + r.lowerBound, count: r.count)
     }
 }
 

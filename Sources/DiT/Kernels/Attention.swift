@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import Tensors
 
@@ -6,21 +5,11 @@ import Tensors
 /// can use its own scratch memory. OpenBLAS is switched to one thread meanwhile: the tasks'
 /// GEMMs are small (T×T×hd), so one BLAS thread per core beats two cores fighting over each.
 func parallelTasks(_ tasks: Int, maxWorkers: Int = .max, _ body: (_ worker: Int, _ task: Int) -> Void) {
-    let workers = min(Parallel.workers, tasks, maxWorkers)
-    if workers <= 1 {
+    if min(Parallel.workers, tasks, maxWorkers) <= 1 {
         for i in 0..<tasks { body(0, i) }
         return
     }
-    let blasThreads = Blas.threads
-    Blas.setThreads(1)
-    withoutActuallyEscaping(body) { body in
-        let box = UncheckedBox(body)
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            var i = w
-            while i < tasks { box.value(w, i); i += workers }
-        }
-    }
-    Blas.setThreads(blasThreads)
+    Blas.withThreads(1) { Parallel.forTasks(tasks, maxWorkers: maxWorkers, body) }
 }
 
 /// Multi-head self-attention core (timm `Attention` without the projections):

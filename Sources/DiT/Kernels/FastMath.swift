@@ -1,8 +1,8 @@
-// Fast exp and tanh for the elementwise kernels (softmax, GELU). libm's expf/tanhf are opaque
+// Fast exp for the elementwise kernels (softmax, GELU). libm's expf/tanhf are opaque
 // scalar calls; these are branch-free Float and bit operations that LLVM inlines and
 // auto-vectorizes in the callers' loops (generic SIMD types are avoided on purpose: their
 // conversions were not specialized and cost more than the math). Accuracy: exp within ~2 ulp
-// (Cody–Waite range reduction + Cephes' degree-6 polynomial), tanh within ~1e-7 absolute.
+// (Cody–Waite range reduction + Cephes' degree-6 polynomial).
 
 /// e^x; inputs are clamped to [−87.3, 88.3] (results ~1e-38 … 2e38).
 @inline(__always)
@@ -23,17 +23,4 @@ func fastExp(_ x0: Float) -> Float {
     let ni = Int32(bitPattern: shifted.bitPattern &- 0x4B40_0000)
     let scale = Float(bitPattern: UInt32(bitPattern: (ni &+ 127) &<< 23))
     return er * scale
-}
-
-/// tanh(x) = sign(x)·(1 − 2/(e^{2|x|} + 1)), with the odd series near 0 (no cancellation).
-@inline(__always)
-func fastTanh(_ x: Float) -> Float {
-    let ax0 = x < 0 ? -x : x
-    let ax = ax0 > 9 ? 9 : ax0
-    let e = fastExp(2 * ax)
-    let far = 1 - 2 / (e + 1)
-    let x2 = ax * ax
-    let near = ax * (1 + x2 * (-1.0 / 3 + x2 * (2.0 / 15 + x2 * (-17.0 / 315))))
-    let t = ax < 0.0625 ? near : far
-    return x < 0 ? -t : t
 }

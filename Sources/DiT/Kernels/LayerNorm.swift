@@ -15,12 +15,8 @@ public func layerNormModulateForward(out: UnsafeMutablePointer<Float>, mean: Uns
             let n = row / T
             let x = inp + row * D, o = out + row * D
             let sh = shift + n * modStride, sc = scale + n * modStride
-            var m: Float = 0
-            for i in 0..<D { m += x[i] }
-            m /= Float(D)
-            var v: Float = 0
-            for i in 0..<D { let d = x[i] - m; v += d * d }
-            v /= Float(D)
+            let m = rowSum(x, D) / Float(D)
+            let v = rowSquaredDeviation(x, mean: m, D) / Float(D)
             let s = 1 / (v + eps).squareRoot()
             mean[row] = m
             rstd[row] = s
@@ -38,27 +34,23 @@ public func layerNormModulateBackward(dInp: UnsafeMutablePointer<Float>, dShift:
                                       inp: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
                                       scale: UnsafePointer<Float>, modStride: Int, N: Int, T: Int, D: Int) {
     Parallel.forRanges(N, costPerItem: 8 * T * D) { r in
-        var g = [Float](repeating: 0, count: D)
-        for n in r {
-            let sc = scale + n * modStride, dsh = dShift + n * modStride, dsc = dScale + n * modStride
-            for t in 0..<T {
-                let row = n * T + t
-                let x = inp + row * D, dy = dOut + row * D, dx = dInp + row * D
-                let m = mean[row], s = rstd[row]
-                var gMean: Float = 0, gxMean: Float = 0
-                for i in 0..<D {
-                    let xh = (x[i] - m) * s
-                    dsh[i] += dy[i]
-                    dsc[i] += dy[i] * xh
-                    g[i] = dy[i] * (1 + sc[i])
-                    gMean += g[i]
-                    gxMean += g[i] * xh
-                }
-                gMean /= Float(D)
-                gxMean /= Float(D)
-                for i in 0..<D {
-                    let xh = (x[i] - m) * s
-                    dx[i] += s * (g[i] - gMean - xh * gxMean)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * D) { scratch in
+            let g = scratch.baseAddress!, xh = g + D
+            for n in r {
+                let sc = scale + n * modStride, dsh = dShift + n * modStride, dsc = dScale + n * modStride
+                for t in 0..<T {
+                    let row = n * T + t
+                    let x = inp + row * D, dy = dOut + row * D, dx = dInp + row * D
+                    let m = mean[row], s = rstd[row]
+                    for i in 0..<D {
+                        xh[i] = (x[i] - m) * s
+                        dsh[i] += dy[i]
+                        dsc[i] += dy[i] * xh[i]
+                        g[i] = dy[i] * (1 + sc[i])
+                    }
+                    let gMean = rowSum(g, D) / Float(D)
+                    let gxMean = rowDot8(g, xh, D) / Float(D)
+                    for i in 0..<D { dx[i] += s * (g[i] - gMean - xh[i] * gxMean) }
                 }
             }
         }

@@ -24,10 +24,31 @@ public func splitRows(_ rows: Int, flops: Int, _ body: (Range<Int>) -> Void) {
     }
 }
 
-/// out (M, OC) = inp (M, IC) · Wᵀ + b, W in PyTorch's (OC, IC) layout.
+/// Work done on a block of output rows right after the worker's sgemm wrote them, while they
+/// are still in cache: saves a separate pass (and a thread hand-off) over the whole output.
+public enum RowEpilogue {
+    case none
+    /// act = gelu(out) for the same rows (the MLP's fc1 → GELU).
+    case gelu(act: UnsafeMutablePointer<Float>)
+    /// out *= gelu′(preact) for the same rows (the MLP's backward through GELU into fc1).
+    case geluBackward(preact: UnsafePointer<Float>)
+
+    @inline(__always)
+    func apply(_ out: UnsafeMutablePointer<Float>, rows r: Range<Int>, width: Int) {
+        let lo = r.lowerBound * width, n = r.count * width
+        switch self {
+        case .none: return
+        case .gelu(let act): geluForwardSpan(out: act + lo, inp: out + lo, count: n)
+        case .geluBackward(let preact): geluBackwardSpan(out + lo, inp: preact + lo, count: n)
+        }
+    }
+}
+
+/// out (M, OC) = inp (M, IC) · Wᵀ + b, W in PyTorch's (OC, IC) layout; then `epilogue` on
+/// the same rows.
 public func linearForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                          M: Int, IC: Int, OC: Int) {
+                          M: Int, IC: Int, OC: Int, epilogue: RowEpilogue = .none) {
     splitRows(M, flops: 2 * M * IC * OC) { r in
         let o = out + r.lowerBound * OC
         if let bias {
@@ -35,20 +56,22 @@ public func linearForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
             for m in 0..<r.count { (o + m * OC).update(from: bias, count: OC) }
         }
         Blas.nt(m: r.count, n: OC, k: IC, a: inp + r.lowerBound * IC, b: weight, c: o, beta: bias == nil ? 0 : 1)
+        epilogue.apply(out, rows: r, width: OC)
     }
 }
 
-/// dInp += dOut · W;  dW += dOutᵀ · inp;  dBias += Σ_rows dOut.
+/// dInp += dOut · W (then `inputEpilogue` on dInp's rows);  dW += dOutᵀ · inp;  dBias += Σ_rows dOut.
 /// `dInp` may be nil when the input needs no gradient (e.g. the image patches); with
 /// `overwriteInput` it is written instead of accumulated (saves zeroing a scratch buffer).
 public func linearBackward(dInp: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>,
                            dBias: UnsafeMutablePointer<Float>?, dOut: UnsafePointer<Float>,
                            inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                           M: Int, IC: Int, OC: Int, overwriteInput: Bool = false) {
+                           M: Int, IC: Int, OC: Int, overwriteInput: Bool = false, inputEpilogue: RowEpilogue = .none) {
     if let dInp {
         splitRows(M, flops: 2 * M * IC * OC) { r in
             Blas.nn(m: r.count, n: IC, k: OC, a: dOut + r.lowerBound * OC, b: weight, c: dInp + r.lowerBound * IC,
                     beta: overwriteInput ? 0 : 1)
+            inputEpilogue.apply(dInp, rows: r, width: IC)
         }
     }
     // dW rows [o0, o1) = dOut[:, o0..<o1]ᵀ · inp: each worker owns a block of output features.
