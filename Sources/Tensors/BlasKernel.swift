@@ -104,6 +104,19 @@ public enum BlasKernel {
     /// - Parameter arguments: the argument vector for the new process, argv[0] included.
     ///   By default the original argv is passed on unchanged, byte for byte (argv[0] too).
     @discardableResult
+    /// The release build targets AVX2 and FMA (`-target-cpu haswell` in Package.swift: every
+    /// x86 server since 2013, and twice the width of the default SSE2 in the elementwise
+    /// kernels). On a CPU without them the first vector instruction would kill the process
+    /// with SIGILL and no word; this says why, and what to do, and exits with status 2.
+    public static func requireAVX2(cpuinfo path: String = "/proc/cpuinfo") {
+        let flags = cpuFlags(cpuinfo: path)
+        guard !flags.isEmpty, !(flags.contains("avx2") && flags.contains("fma")) else { return }
+        let message = "learngene: this CPU lacks AVX2/FMA (flags in \(path)), which this build targets. "
+            + "Rebuild without the CPU target: remove \"-target-cpu\", \"haswell\" from swiftSettings in Package.swift.\n"
+        FileHandle.standardError.write(Data(message.utf8))
+        exit(2)
+    }
+
     public static func reexecIfNeeded(arguments: [String]? = nil, quiet: Bool = false) -> Decision {
         let decision = decide(environment: ProcessInfo.processInfo.environment, coreName: Blas.coreName,
                               cpuFlags: cpuFlags())

@@ -2,6 +2,7 @@ import ArgumentParser
 import Tensors
 
 // learngene-bench: measurements, never pass/fail. One JSON object per measurement on stdout.
+BlasKernel.requireAVX2()
 BlasKernel.reexecIfNeeded()
 do {
     var command = try Bench.parseAsRoot()

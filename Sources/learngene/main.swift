@@ -1,7 +1,9 @@
 import ArgumentParser
 import Tensors
 
-// Pick the fast OpenBLAS kernel before anything else runs (see BlasKernel).
+// Refuse a CPU this build cannot run on, then pick the fast OpenBLAS kernel, before anything
+// else runs (see BlasKernel).
+BlasKernel.requireAVX2()
 let blasDecision = BlasKernel.reexecIfNeeded()
 
 // ArgumentParser's own `main()` resolves to its synchronous overload from top-level code,
