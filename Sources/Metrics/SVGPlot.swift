@@ -34,7 +34,7 @@ public struct SVGPlot: Sendable {
     /// Colors that stay apart for the color-blind (Okabe–Ito).
     public static let palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 
-    public init(title: String, xLabel: String, yLabel: String, series: [Series], logY: Bool = false, width: Int = 640, height: Int = 300) {
+    public init(title: String, xLabel: String, yLabel: String, series: [Series], logY: Bool = false, width: Int = 720, height: Int = 300) {
         self.title = title
         self.xLabel = xLabel
         self.yLabel = yLabel
@@ -56,7 +56,10 @@ public struct SVGPlot: Sendable {
     }
 
     public func svg() -> String {
-        let left = 64.0, right = 16.0, top = 30.0, bottom = 44.0
+        let named = series.filter { !$0.faint && !$0.name.isEmpty }.count
+        let hasLegend = named > 1 || (named == 1 && series.count > 1)
+        // The legend sits right of the plot, so it never hides a line.
+        let left = 64.0, right = hasLegend ? 190.0 : 16.0, top = 30.0, bottom = 44.0
         let plotW = Double(width) - left - right, plotH = Double(height) - top - bottom
         let usable = series.map { s in s.points.filter { $0.x.isFinite && $0.y.isFinite && (!logY || $0.y > 0) } }
         let xs = usable.flatMap { $0.map(\.x) }, ys = usable.flatMap { $0.map(\.y) }
@@ -115,11 +118,11 @@ public struct SVGPlot: Sendable {
             }
             if !s.faint && !s.name.isEmpty { legend.append((s.name, color)) }
         }
-        if legend.count > 1 || (legend.count == 1 && series.count > 1) {
-            var y = top + 14
+        if hasLegend {
+            var y = top + 10
             for (name, color) in legend {
-                svg += "<line x1=\"\(fmt(left + plotW - 150))\" y1=\"\(fmt(y - 4))\" x2=\"\(fmt(left + plotW - 132))\" y2=\"\(fmt(y - 4))\" stroke=\"\(color)\" stroke-width=\"2.5\"/>"
-                svg += "<text x=\"\(fmt(left + plotW - 126))\" y=\"\(fmt(y))\">\(esc(name))</text>"
+                svg += "<line x1=\"\(fmt(left + plotW + 10))\" y1=\"\(fmt(y - 4))\" x2=\"\(fmt(left + plotW + 28))\" y2=\"\(fmt(y - 4))\" stroke=\"\(color)\" stroke-width=\"2.5\"/>"
+                svg += "<text x=\"\(fmt(left + plotW + 34))\" y=\"\(fmt(y))\">\(esc(name))</text>"
                 y += 16
             }
         }

@@ -8,7 +8,7 @@ struct Learngene: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "learngene",
         abstract: "Train small diffusion transformers on the CPU from an inbox of datasets and job manifests.",
-        subcommands: [ServeCommand.self, RunCommand.self, ValidateCommand.self, StatusCommand.self, CheckReferenceCommand.self, BlasInfoCommand.self, ImportCommand.self])
+        subcommands: [ServeCommand.self, RunCommand.self, ValidateCommand.self, StatusCommand.self, IndexCommand.self, CheckReferenceCommand.self, BlasInfoCommand.self, ImportCommand.self])
 }
 
 /// Prints the OpenBLAS kernel in use (and why), for checking a machine's set-up.
