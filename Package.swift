@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
         .testTarget(name: "DiTTests", dependencies: ["DiT", "Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
-        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "RealWeights"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "Images", "Tensors", "RealWeights"], resources: [.copy("Fixtures")]),
         .testTarget(name: "LearngeneTests", dependencies: ["Learngene", "DiT", "Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "Formats", "RealWeights"], resources: [.copy("Fixtures")]),
     ]

@@ -34,6 +34,8 @@ public struct Report: Sendable {
     /// Other facts worth a line: steps, parameters, images/s, peak memory, final loss.
     public var facts: [(name: String, value: String)]
     public var pictures: [Picture]
+    /// Inline SVG plots (loss, learning rate, images/s, metrics over steps), shown before the pictures.
+    public var plots: [(caption: String, svg: String)] = []
     /// Seconds per phase (training, sampling, evaluation, ...).
     public var timings: [(name: String, seconds: Double)]
     /// Output files to link (relative paths), e.g. the model and `metrics.json`.
@@ -86,6 +88,10 @@ public struct Report: Sendable {
         }
         if let metrics {
             h += "<h2>Metrics</h2>\n" + metricsTable(metrics) + recognizabilityTable(metrics)
+        }
+        if !plots.isEmpty {
+            h += "<h2>Training</h2>\n"
+            for p in plots { h += "<figure>\(p.svg)<figcaption>\(esc(p.caption))</figcaption></figure>\n" }
         }
         if !pictures.isEmpty {
             h += "<h2>Pictures</h2>\n"
