@@ -33,6 +33,36 @@ public enum SampleGrid {
         }
         return Image(width: width, height: height, channels: c, pixels: pixels)
     }
+
+    /// Real images beside generated ones, one row per class: `perClass` real images of the
+    /// class (the first ones in `real`'s order), a gap, then `perClass` samples conditioned on
+    /// it. A class with fewer images leaves its cells blank. Rows follow the class order
+    /// 0…K−1. Each image's cells are as in `render`.
+    public static func realBesideGenerated(real: Tensor, realLabels: [Int], samples: Tensor, sampleLabels: [Int],
+                                           classes: Int, perClass: Int = 5, padding: Int = 2, scale: Int = 2) -> Image {
+        precondition(real.shape.count == 4 && samples.shape.count == 4 && Array(real.shape.dropFirst()) == Array(samples.shape.dropFirst()),
+                     "realBesideGenerated: real \(real.shape) and samples \(samples.shape) must be (N, C, H, W) of one size")
+        precondition(realLabels.count == real.shape[0] && sampleLabels.count == samples.shape[0], "one label per image")
+        let c = real.shape[1], h = real.shape[2], w = real.shape[3], per = c * h * w
+        // One picture of 2·perClass + 1 columns; the middle column stays blank (the gap).
+        let cols = 2 * perClass + 1
+        let cells = Tensor(shape: [classes * cols, c, h, w])
+        var filled = [Bool](repeating: false, count: classes * cols)
+        func place(_ source: Tensor, _ labels: [Int], offset: Int) {
+            var taken = [Int](repeating: 0, count: classes)
+            for (i, k) in labels.enumerated() where k >= 0 && k < classes && taken[k] < perClass {
+                let cell = k * cols + offset + taken[k]
+                (cells.data + cell * per).update(from: source.data + i * per, count: per)
+                filled[cell] = true
+                taken[k] += 1
+            }
+        }
+        place(real, realLabels, offset: 0)
+        place(samples, sampleLabels, offset: perClass + 1)
+        // Blank cells take the background: render them as white (+1 maps to 255).
+        for cell in 0..<filled.count where !filled[cell] { (cells.data + cell * per).update(repeating: 1, count: per) }
+        return render(images: cells, rows: classes, cols: cols, padding: padding, scale: scale)
+    }
 }
 
 /// A loss curve drawn as a picture by a small rasterizer of its own (no plotting library or

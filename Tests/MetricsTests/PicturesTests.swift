@@ -200,3 +200,22 @@ import Tensors
         try Data(report.html().utf8).write(to: URL(fileURLWithPath: Self.folder + "/report.html"))
     }
 }
+
+@Suite struct RealBesideGeneratedTests {
+    @Test func rowsAreClassesRealLeftSamplesRight() {
+        // 2 classes, 1×2×2 images: real images are all −1 (black), samples +0.5 (gray 191).
+        let real = Tensor(shape: [3, 1, 2, 2]), samples = Tensor(shape: [2, 1, 2, 2])
+        real.data.update(repeating: -1, count: real.count)
+        samples.data.update(repeating: 0.5, count: samples.count)
+        let img = SampleGrid.realBesideGenerated(real: real, realLabels: [1, 0, 1], samples: samples, sampleLabels: [0, 1],
+                                                 classes: 2, perClass: 2, padding: 1, scale: 1)
+        // 5 columns (2 real, gap, 2 samples) of 2 px + 6 px padding; 2 rows.
+        #expect(img.width == 5 * 2 + 6 && img.height == 2 * 2 + 3)
+        func px(_ col: Int, _ row: Int) -> UInt8 { img.pixels[(1 + row * 3) * img.width + 1 + col * 3] }
+        #expect(px(0, 0) == 0 && px(1, 0) == 255)   // class 0: one real image, then a blank cell
+        #expect(px(0, 1) == 0 && px(1, 1) == 0)     // class 1: two real images
+        #expect(px(2, 0) == 255 && px(2, 1) == 255) // the gap
+        #expect(px(3, 0) == 191 && px(4, 0) == 255) // one sample per class
+        #expect(px(3, 1) == 191)
+    }
+}
