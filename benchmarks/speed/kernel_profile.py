@@ -6,9 +6,9 @@ learngene kernel on its stack (linearForward, attentionBackward, AdamW.update, .
 within it to what ran: OpenBLAS's compute kernel, its packing copies, or the kernel's own
 loops. Samples of threads waiting for work (the worker pool's spin, the scheduler) are "idle".
 
-  python3 benchmarks/speed/profile.py -- .build/release/learngene-bench train --config tiny \
+  python3 benchmarks/speed/kernel_profile.py -- .build/release/learngene-bench train --config tiny \
       --rounds 1 --steps 12 --sample-steps 1 --no-torch
-  python3 benchmarks/speed/profile.py --data perf.data     # re-read a recording
+  python3 benchmarks/speed/kernel_profile.py --data perf.data     # re-read a recording
 
 Needs `perf` (Debian: linux-perf) with permission to record (root, or
 kernel.perf_event_paranoid <= 1).
