@@ -1,3 +1,4 @@
+import _Builtin_intrinsics.intel
 import Foundation
 import Tensors
 
@@ -53,17 +54,47 @@ public final class AdamW: @unchecked Sendable {
         let ranges = mask ?? [0..<params.count]
         for range in ranges {
             Parallel.forRanges(range.count, costPerItem: 12) { r in
-                for j in r {
-                    let i = range.lowerBound + j
-                    let g = G[i]
-                    if decay != 1 { P[i] *= decay }
-                    M[i] += b1w * (g - M[i])          // torch lerp_ with weight < 0.5
-                    V[i] = V[i] * b2 + b2w * g * g    // mul_(β₂).addcmul_(g, g, 1−β₂)
-                    let denom = V[i].squareRoot() / bc2Sqrt + eps
-                    P[i] -= stepSize * (M[i] / denom)  // addcdiv_(m, denom, −step_size)
-                }
+                adamSpan(P + range.lowerBound + r.lowerBound, G + range.lowerBound + r.lowerBound,
+                         M + range.lowerBound + r.lowerBound, V + range.lowerBound + r.lowerBound, count: r.count,
+                         decay: decay, b1w: b1w, b2: b2, b2w: b2w, bc2Sqrt: bc2Sqrt, eps: eps, stepSize: stepSize)
             }
         }
+    }
+}
+
+/// The update over one span, eight elements at a time. Swift's `squareRoot()` becomes a
+/// guarded libm `sqrtf` call on Linux (for errno), per element even on SIMD8, which keeps
+/// the loop scalar; `_mm256_sqrt_ps` is the AVX instruction. Both are IEEE square roots,
+/// correctly rounded, so the results are the scalar loop's, bit for bit. A decay of exactly 1 leaves
+/// every value unchanged, so the decay is applied unconditionally.
+func adamSpan(_ P: UnsafeMutablePointer<Float>, _ G: UnsafePointer<Float>, _ M: UnsafeMutablePointer<Float>,
+              _ V: UnsafeMutablePointer<Float>, count: Int, decay: Float, b1w: Float, b2: Float, b2w: Float,
+              bc2Sqrt: Float, eps: Float, stepSize: Float) {
+    typealias F8 = SIMD8<Float>
+    var i = 0
+    let rp = UnsafeMutableRawPointer(P), rg = UnsafeRawPointer(G), rm = UnsafeMutableRawPointer(M), rv = UnsafeMutableRawPointer(V)
+    while i + 8 <= count {
+        let o = 4 * i
+        let g = rg.loadUnaligned(fromByteOffset: o, as: F8.self)
+        let m0 = rm.loadUnaligned(fromByteOffset: o, as: F8.self), v0 = rv.loadUnaligned(fromByteOffset: o, as: F8.self)
+        let m = m0 + b1w * (g - m0)                 // torch lerp_ with weight < 0.5
+        let v = v0 * b2 + b2w * g * g               // mul_(β₂).addcmul_(g, g, 1−β₂)
+        let denom = _mm256_sqrt_ps(v) / bc2Sqrt + eps
+        rm.storeBytes(of: m, toByteOffset: o, as: F8.self)
+        rv.storeBytes(of: v, toByteOffset: o, as: F8.self)
+        let p = rp.loadUnaligned(fromByteOffset: o, as: F8.self)
+        rp.storeBytes(of: p * decay - stepSize * (m / denom), toByteOffset: o, as: F8.self)  // addcdiv_(m, denom, −step_size)
+        i += 8
+    }
+    while i < count {
+        let g = G[i]
+        let m = M[i] + b1w * (g - M[i])
+        let v = V[i] * b2 + b2w * g * g
+        let denom = v.squareRoot() / bc2Sqrt + eps
+        M[i] = m
+        V[i] = v
+        P[i] = P[i] * decay - stepSize * (m / denom)
+        i += 1
     }
 }
 
