@@ -24,9 +24,11 @@ public struct TensorBoardEventWriter {
 
     /// Creates `directory` (and parents) and a new event file in it, starting with the
     /// `brain.Event:2` version record TensorBoard looks for.
-    public init(directory: String, wallTime: Double = Date().timeIntervalSince1970, host: String = ProcessInfo.processInfo.hostName) throws {
+    /// `suffix` (e.g. the process id) keeps two files started in one second apart.
+    public init(directory: String, wallTime: Double = Date().timeIntervalSince1970, host: String = ProcessInfo.processInfo.hostName,
+                suffix: String? = nil) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        path = (directory as NSString).appendingPathComponent("events.out.tfevents.\(Int(wallTime)).\(host)")
+        path = (directory as NSString).appendingPathComponent("events.out.tfevents.\(Int(wallTime)).\(host)" + (suffix.map { "." + $0 } ?? ""))
         guard FileManager.default.createFile(atPath: path, contents: nil), let h = FileHandle(forWritingAtPath: path) else {
             throw DataFileError(file: path, reason: "cannot create the TensorBoard event file", hint: "check that the folder is writable")
         }

@@ -194,7 +194,6 @@ struct CreTokRun {
         ]
         if let blend { facts += blend.facts } else { facts.append(("blends", "not sampled (no inputs.model)")) }
         let pictures = [
-            Report.Picture(caption: "CreTok loss (mean per \(w) steps; bold: smoothed)", path: "loss.png", pixelated: false, displayWidth: 720),
             Report.Picture(caption: "blends with the token prompt (one row per class pair)", path: "blends-token.png"),
             Report.Picture(caption: "the plain prompt P_r, same noise (one row per class pair)", path: "blends-plain.png"),
         ].filter { FileManager.default.fileExists(atPath: ctx.outputDirectory + "/" + $0.path) }
@@ -202,7 +201,9 @@ struct CreTokRun {
                                 timings: [("token training", loop.trainSeconds), ("embedding-space evaluation", evalSeconds),
                                           ("blends (sampling, features)", blendSeconds),
                                           ("other (encoder, checkpoints, earlier processes)", max(0, wall - loop.trainSeconds - evalSeconds - blendSeconds))],
-                                pictures: pictures)
+                                pictures: pictures,
+                                training: [TrainingRecords.Curves(name: "cretok", loss: curve.map { TrainingLoop.LossPoint(step: $0.step, loss: $0.loss) })],
+                                finalStep: trainer.state.step)
         var summary = "trained \(settings.token) \(trainer.state.step) steps; held-out cos token \(f(held.token.meanCosine)) vs \"\(settings.initialWord)\" \(f(held.word.meanCosine))"
         if let s = blend?.scores { summary += "; blend token \(f(s.token)) vs plain \(f(s.plain))" }
         return .completed(StageResult(manifest: m, summary: summary))

@@ -14,7 +14,35 @@ import Tensors
 /// a resumed job recomputes the same numbers.
 struct JobEvaluation {
     let ctx: JobContext
-    var settings: Manifest.EvaluationSection { ctx.manifest.evaluation }
+    var settings: Manifest.EvaluationSection
+    /// The first chunk's sampling seed (`sampling.seed + 1`; `+ 2` during training).
+    var sampleSeed: UInt64
+
+    init(ctx: JobContext) {
+        self.ctx = ctx
+        settings = ctx.manifest.evaluation
+        sampleSeed = UInt64(ctx.manifest.sampling.seed) &+ 1
+    }
+
+    /// The metrics an evaluation during training computes: the curves worth drawing from
+    /// `evaluation.every_samples` images (k-NN precision/recall and IS need more, and
+    /// Inception costs 0.2 s an image).
+    static let duringTrainingMetrics = ["class_accuracy_pixels", "class_accuracy_effnet_lite0", "fd_effnet_lite0"]
+
+    /// `evaluation.every`: `every_samples` images of `model` (the same noise at every step,
+    /// seed `sampling.seed + 2`) scored by `duringTrainingMetrics` (those the manifest
+    /// selects). Returns metric name → value; unavailable metrics are left out.
+    func duringTraining(model: DiTModel, numClasses: Int, reference: ImageSet, referenceName: String, step: Int) throws -> [String: Double] {
+        var e = self
+        e.settings.samples = settings.everySamples
+        e.settings.metrics = Self.duringTrainingMetrics.filter(settings.metrics.contains)
+        e.sampleSeed = UInt64(ctx.manifest.sampling.seed) &+ 2
+        let m = ctx.manifest.sampling
+        let record = SamplingRecord(sampler: m.sampler, steps: m.steps, guidance: m.cfgScale, seed: m.seed, checkpointStep: step,
+                                    weights: m.useEma ? "ema" : "raw")
+        let report = try e.evaluate(model: model, numClasses: numClasses, reference: reference, referenceName: referenceName, sampling: record).report
+        return report.metrics.mapValues(\.value)
+    }
 
     /// Images sampled per chunk (progress and stop checks happen between chunks).
     static let chunk = 100
@@ -183,7 +211,7 @@ struct JobEvaluation {
             ctx.progress.work("sampling for metrics", done: start, total: labels.count, since: clock)
             let end = min(labels.count, start + Self.chunk)
             let x = try model.sample(labels: Array(labels[start..<end]), settings: samplingSettings,
-                                     seed: UInt64(m.sampling.seed) &+ 1 &+ UInt64(start / Self.chunk) &* 0x9E37_79B9)
+                                     seed: sampleSeed &+ UInt64(start / Self.chunk) &* 0x9E37_79B9)
             (samples.data + start * per).update(from: x.data, count: x.count)
             start = end
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Logging
 import Tensors
 
@@ -49,6 +50,7 @@ public struct JobRunner: Sendable {
         if let done = spool.finishedCopy(of: claim) {
             spool.removeClaim(claim)
             log.event("cleanup", "already finished in \(layout.relative(done)); removed the leftover claim")
+            refreshIndex()
             return .skipped("already finished in \(layout.relative(done))")
         }
         // A crash in the middle of failing: finish it with the recorded reason.
@@ -153,12 +155,21 @@ public struct JobRunner: Sendable {
                 let target = try spool.publish(claim)
                 life.apply(.publish)
                 logger.info("published \(layout.relative(target))", metadata: ["job": .string(claim.name)])
+                refreshIndex()
                 return .published(target)
             } catch {
                 return fail(claim, life: life, JobError(what: "cannot publish the results: \(error)", where: layout.relative(output),
                                             fix: "check free space and permissions under \(layout.outbox), then drop the manifest in again"),
                             stage: manifest.stage, log: log)
             }
+        }
+    }
+
+    /// Rewrites `Outbox/index.html` (atomically) from the published folders. A failure only
+    /// warns: the job is published, and `learngene index` rebuilds the page at any time.
+    func refreshIndex() {
+        do { try OutboxIndex.write(outbox: layout.outbox) } catch {
+            logger.warning("could not rewrite \(layout.relative(layout.outbox))/index.html: \(error); run `learngene index` to rebuild it")
         }
     }
 

@@ -99,8 +99,18 @@ public struct CondenseStage: Stage {
         let teacher: DiTModel? = lg.distillWeight > 0 ? ancestry : nil
         let trainer = try LearngeneTrainer(host: host, source: source, phase: .condense, settings: m.training.settings,
                                            seed: UInt64(m.seed), teacher: teacher, distillWeight: lg.distillWeight)
+        let referenceName = "\(PretrainStage.inputName(ctx, "dataset")) (the training data)"
+        var loop = TrainingLoop(ctx: ctx, images: images, label: "condensing (\(lg.method))")
+        if m.evaluation.every > 0 {
+            loop.evaluate = { step in
+                let model = trainer.denseModel(ema: m.sampling.useEma)
+                model.inferenceOnly = true
+                return try JobEvaluation(ctx: ctx).duringTraining(model: model, numClasses: config.numClasses, reference: images,
+                                                                  referenceName: referenceName, step: step)
+            }
+        }
         let state: TrainingLoop.State
-        switch try TrainingLoop(ctx: ctx, images: images, label: "condensing (\(lg.method))").run(trainer, channels: config.inChannels, size: config.inputSize) {
+        switch try loop.run(trainer, channels: config.inChannels, size: config.inputSize) {
         case let .stopped(step): return .stopped(step: step)
         case let .finished(s): state = s
         }
@@ -123,22 +133,21 @@ public struct CondenseStage: Stage {
         // Samples and metrics of the condensed model: what the factorization kept.
         let outputs = ModelOutputs(ctx: ctx)
         dense.inferenceOnly = true
-        let sampleSeconds = try outputs.writeSamples(model: dense, numClasses: config.numClasses)
+        let sampleSeconds = try outputs.writeSamples(model: dense, numClasses: config.numClasses, real: images)
         let record = SamplingRecord(sampler: m.sampling.sampler, steps: m.sampling.steps, guidance: m.sampling.cfgScale,
                                     seed: m.sampling.seed, checkpointStep: trainer.step, weights: useEMA ? "ema" : "raw")
         let evalStart = Date()
         let evaluation: MetricsReport
         do {
             evaluation = try JobEvaluation(ctx: ctx).evaluate(model: dense, numClasses: config.numClasses, reference: images,
-                                                              referenceName: "\(PretrainStage.inputName(ctx, "dataset")) (the training data)",
-                                                              sampling: record).report
+                                                              referenceName: referenceName, sampling: record).report
         } catch is JobEvaluation.Stopped {
             return .stopped(step: trainer.step)
         }
         let evalSeconds = Date().timeIntervalSince(evalStart)
         try outputs.writeLossCurve(state.lossCurve.map { (step: $0.step, loss: $0.loss) }, title: "CONDENSE LOSS (\(lg.method.uppercased()))")
         let wall = state.wallSeconds + Date().timeIntervalSince(wallStart)
-        let metrics: JSONValue = .object([
+        var metrics: JSONValue = .object([
             ("job", .string(ctx.job)), ("stage", .string("condense")), ("method", .string(lg.method)), ("config_hash", .string(m.configHash)),
             ("ancestry", .string(ancestryFile.source)), ("steps", .int(trainer.step)), ("batch_size", .int(m.training.batchSize)),
             ("storage", storage.json),
@@ -151,6 +160,7 @@ public struct CondenseStage: Stage {
             ("peak_memory_bytes", .int(PretrainStage.peakMemoryBytes())), ("starts", .int(ctx.attempt)),
             ("metrics", ModelOutputs.json(evaluation)),
         ])
+        if let curves = state.metricCurvesJSON, case var .object(pairs) = metrics { pairs.append(("metric_curves", curves)); metrics = .object(pairs) }
         try FileOps.writeDurably(metrics.pretty, to: ctx.outputDirectory + "/metrics.json")
         let final = state.losses.last.map { String(format: "%.4f", $0) } ?? "?"
         try outputs.writeReport(
@@ -160,7 +170,8 @@ public struct CondenseStage: Stage {
                     ("size-specific part", "\(storage.sizeSpecificFloats) floats"),
                     ("steps", "\(trainer.step) × batch \(m.training.batchSize)"), ("final loss (window mean)", final),
                     ("trainable parameters", "\(trainer.trainableParameterCount)")],
-            timings: [("condensing", state.trainSeconds), ("sampling", sampleSeconds), ("evaluation", evalSeconds)])
+            timings: [("condensing", state.trainSeconds), ("sampling", sampleSeconds), ("evaluation", evalSeconds)],
+            training: [state.curves], finalStep: trainer.step)
         return .completed(StageResult(manifest: m, summary: "condensed with \(lg.method.uppercased()) in \(trainer.step) steps: learngene \(storage.learngeneBytes) bytes, final loss \(final)"))
     }
 
@@ -307,9 +318,10 @@ public struct InitStage: Stage {
             facts.append((r["file"]?.stringValue ?? "?",
                           "\(r["parameters"]?.intValue ?? 0) parameters; trained \(r["trainable_parameters"]?.intValue ?? 0) for \(r["init_steps"]?.intValue ?? 0) steps; final loss \(r["loss"]?["final"]?.doubleValue.map { String(format: "%.4f", $0) } ?? "—")"))
         }
-        try outputs.writeReport(manifest: m, metrics: nil, facts: facts, timings: [("initialization", trainSeconds)],
-                                pictures: curves.first(where: { !$0.1.isEmpty }) == nil ? [] : [
-                                    Report.Picture(caption: "loss of the first size's initialization", path: "loss.png", pixelated: false, displayWidth: 720)])
+        try outputs.writeReport(manifest: m, metrics: nil, facts: facts, timings: [("initialization", trainSeconds)], pictures: [],
+                                training: curves.filter { !$0.1.isEmpty }.map {
+                                    TrainingRecords.Curves(name: $0.0.replacingOccurrences(of: ".safetensors", with: ""), loss: $0.1)
+                                }, finalStep: rows.compactMap { $0["init_steps"]?.intValue }.max() ?? 0)
         return .completed(StageResult(manifest: m, summary: "initialized \(targets.count) descendant(s): \(targets.map(\.fileName).joined(separator: ", "))"))
     }
 

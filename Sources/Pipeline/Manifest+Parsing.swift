@@ -201,7 +201,7 @@ extension Manifest {
         m.sampling.seed = r.int(s, "seed", default: m.seed, range: 0...(1 << 53), fix: "use a seed between 0 and 2^53 (defaults to the job's seed)")
 
         // Evaluation.
-        let e = r.fields(top.values["evaluation"], at: "evaluation", known: ["metrics", "samples", "reference_images", "input_size", "model_file", "reference_statistics"])
+        let e = r.fields(top.values["evaluation"], at: "evaluation", known: ["metrics", "samples", "reference_images", "input_size", "model_file", "reference_statistics", "every", "every_samples"])
         var metrics: [String] = []
         for (i, name) in r.strings(e, "metrics", default: EvaluationSection.defaults).enumerated() {
             if let expanded = EvaluationSection.aliases[name] {
@@ -224,6 +224,10 @@ extension Manifest {
                                        fix: "use 32…512 pixels; 112 (the default) or 224 (the network's native size)")
         m.evaluation.modelFile = modelFileName(e, "evaluation", reader: &r)
         m.evaluation.referenceStatistics = referenceStatisticsPath(e, metrics: metrics, reader: &r)
+        m.evaluation.every = r.int(e, "every", default: 0, range: 0...10_000_000,
+                                   fix: "use 0 (evaluate only at the end) or a step interval, e.g. 500")
+        m.evaluation.everySamples = r.int(e, "every_samples", default: m.evaluation.everySamples, range: 10...10_000,
+                                          fix: "use 10…10000 images per evaluation during training; 100 is a fair CPU budget")
         let ft = r.fields(top.values["finetune"], at: "finetune", known: ["model_file"])
         m.finetune.modelFile = modelFileName(ft, "finetune", reader: &r)
         m.learngene = LearngeneSection.read(top.values["learngene"], reader: &r)

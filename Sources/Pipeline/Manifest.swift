@@ -234,8 +234,18 @@ public struct Manifest: Sendable, Equatable {
         /// and pytorch-fid's layout), a path under the root; `fid_inception_v3` is then measured
         /// against it instead of the dataset's own statistics. nil: the dataset's.
         public var referenceStatistics: String?
-        /// Written only when set, so manifests without it hash as before.
-        var referenceStatisticsFields: [(String, JSONValue)] { referenceStatistics.map { [("reference_statistics", .string($0))] } ?? [] }
+        /// Evaluate during training every this many steps (0: only at the end). Each time,
+        /// `every_samples` images from the EMA weights (their own seed) are scored by the
+        /// class-accuracy and FD metrics: curves of metric against step and wall time, in
+        /// metrics.json (`metric_curves`), the report, the Outbox index and TensorBoard.
+        public var every = 0
+        /// Images sampled at each evaluation during training (small: it is a curve, not the result).
+        public var everySamples = 100
+        /// Written only when set, so manifests without them hash as before.
+        var referenceStatisticsFields: [(String, JSONValue)] {
+            (referenceStatistics.map { [("reference_statistics", .string($0))] } ?? [])
+                + (every > 0 ? [("every", .int(every)), ("every_samples", .int(everySamples))] : [])
+        }
 
         /// Metric names this build computes (`precision_recall` is accepted for the two k-NN ones).
         public static let available = MetricsReport.names

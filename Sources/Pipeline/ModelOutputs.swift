@@ -15,8 +15,10 @@ struct ModelOutputs {
     /// `sampling.seed`), writes `samples.npz` (uint8 NHWC `arr_0`, as DiT's `sample_ddp.py`,
     /// and the int64 class labels `arr_1`, as ADM's class-conditional `image_sample.py`)
     /// and `samples.png`: one row per class (up to 32 rows), `sampling.grid_columns` images
-    /// each, pixels doubled. Returns the sampling seconds (0 when `count` is 0).
-    func writeSamples(model: DiTModel, numClasses: Int) throws -> Double {
+    /// each, pixels doubled. With `real` (the dataset, same classes and shape), also
+    /// `real-and-samples.png`: per class, real images of the dataset left of its samples.
+    /// Returns the sampling seconds (0 when `count` is 0).
+    func writeSamples(model: DiTModel, numClasses: Int, real: ImageSet? = nil) throws -> Double {
         let m = ctx.manifest
         guard m.sampling.count > 0 else { return 0 }
         ctx.progress.setPhase("sampling \(m.sampling.count) images (\(m.sampling.sampler), \(m.sampling.steps) steps)")
@@ -47,8 +49,21 @@ struct ModelOutputs {
         let seconds = Date().timeIntervalSince(t0)
         try write(npz.finish(appending: [NumpyArchive.Array(name: "arr_1", int64: labels)]), "samples.npz")
         try writePNG(Self.classGrid(kept, labels: grid.map { labels[$0] }, numClasses: numClasses, columns: m.sampling.gridColumns), "samples.png")
+        if let real, real.classes.count == numClasses, real.channels == C, real.resolution == S, numClasses <= 32 {
+            let perClass = min(5, m.sampling.gridColumns)
+            var taken = [Int](repeating: 0, count: numClasses), chosen: [Int] = []
+            for i in 0..<real.count where taken[real.labels[i]] < perClass {
+                taken[real.labels[i]] += 1
+                chosen.append(i)
+            }
+            let picture = SampleGrid.realBesideGenerated(real: JobEvaluation.tensor(real, chosen), realLabels: chosen.map { real.labels[$0] },
+                                                         samples: kept, sampleLabels: grid.map { labels[$0] }, classes: numClasses, perClass: perClass)
+            try writePNG(picture, Self.realBesideSamples)
+        }
         return seconds
     }
+
+    static let realBesideSamples = "real-and-samples.png"
 
     /// The samples `classGrid` shows, in order: each shown class's first `columns`.
     static func gridIndices(labels: [Int], numClasses: Int, columns: Int) -> [Int] {
@@ -83,20 +98,33 @@ struct ModelOutputs {
     }
 
     /// `report.html`, linking every file present in the output folder.
+    /// `plots` (inline SVG) replace `loss.png` on the page; the file stays for scripts.
+    /// With `training`, also writes the TensorBoard file `events/` first, so the page links it.
     func writeReport(manifest: Manifest, metrics: MetricsReport?, facts: [(String, String)], timings: [(String, Double)],
-                     pictures: [Report.Picture]? = nil, classNames: [String] = []) throws {
+                     pictures: [Report.Picture]? = nil, classNames: [String] = [],
+                     training: [TrainingRecords.Curves] = [], finalStep: Int = 0) throws {
         let dir = ctx.outputDirectory
+        let images = ["samples.png", Self.realBesideSamples, "blends-token.png", "blends-plain.png"]
+        do {
+            try TrainingRecords.writeEvents(output: dir, curves: training, finalStep: finalStep, metrics: metrics,
+                                            pictures: images.filter { FileOps.exists(dir + "/" + $0) }, manifestYAML: manifest.yaml())
+        } catch {
+            throw JobError(what: "cannot write the TensorBoard events: \(error)", where: ctx.layout.relative(dir + "/events"),
+                           fix: "check free space and permissions in Outbox/")
+        }
+        let plots = training.flatMap { TrainingRecords.plots($0, logEvery: manifest.training.logEvery) }
         let present = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
-        let shown = pictures ?? [
+        let shown = pictures ?? ([
             Report.Picture(caption: "samples: one row per class (sampling.seed \(manifest.sampling.seed))", path: "samples.png"),
-            Report.Picture(caption: "training loss (mean per \(manifest.training.logEvery) steps; bold: smoothed)", path: "loss.png",
-                           pixelated: false, displayWidth: 720),
-        ].filter { present.contains($0.path) }
+            Report.Picture(caption: "per class: real images of the dataset (left) beside the samples (right)", path: Self.realBesideSamples),
+        ] + (plots.isEmpty ? [Report.Picture(caption: "training loss (mean per \(manifest.training.logEvery) steps; bold: smoothed)", path: "loss.png",
+                                             pixelated: false, displayWidth: 720)] : [])).filter { present.contains($0.path) }
         var report = Report(job: ctx.job, stage: manifest.stage, resolvedManifest: manifest.yaml(), metrics: metrics,
                             facts: facts.map { (name: $0.0, value: $0.1) }, pictures: shown,
                             timings: timings.map { (name: $0.0, seconds: $0.1) },
                             files: present + ["report.html", "metrics.json", "manifest.yaml", "log.jsonl"].filter { !present.contains($0) })
         report.classNames = classNames
+        report.plots = plots
         try write(Array(report.html().utf8), "report.html")
     }
 

@@ -93,8 +93,16 @@ struct TrainStage {
         if let initial { notes = try load(initial, into: trainer) }
 
         // Training (restores the newest checkpoint, which supersedes the initial weights).
+        let (reference, referenceName) = try pretrain.referenceImages(ctx, training: images)
+        var loop = TrainingLoop(ctx: ctx, images: images)
+        if m.evaluation.every > 0 {
+            loop.evaluate = { step in
+                try JobEvaluation(ctx: ctx).duringTraining(model: trainer.inferenceModel(ema: m.sampling.useEma), numClasses: numClasses,
+                                                           reference: reference, referenceName: referenceName, step: step)
+            }
+        }
         let state: TrainingLoop.State
-        switch try TrainingLoop(ctx: ctx, images: images).run(trainer, channels: config.inChannels, size: config.inputSize) {
+        switch try loop.run(trainer, channels: config.inChannels, size: config.inputSize) {
         case let .stopped(step): return .stopped(step: step)
         case let .finished(s): state = s
         }
@@ -112,8 +120,7 @@ struct TrainStage {
         // Samples, metrics, pictures.
         let outputs = ModelOutputs(ctx: ctx)
         let model = trainer.inferenceModel(ema: m.sampling.useEma)
-        let sampleSeconds = try outputs.writeSamples(model: model, numClasses: numClasses)
-        let (reference, referenceName) = try pretrain.referenceImages(ctx, training: images)
+        let sampleSeconds = try outputs.writeSamples(model: model, numClasses: numClasses, real: table == nil ? reference : nil)
         let record = SamplingRecord(sampler: m.sampling.sampler, steps: m.sampling.steps, guidance: m.sampling.cfgScale,
                                     seed: m.sampling.seed, checkpointStep: trainer.step, weights: m.sampling.useEma ? "ema" : "raw")
         let evaluation: MetricsReport
@@ -163,6 +170,7 @@ struct TrainStage {
                                   ("seed", .int(m.sampling.seed)), ("checkpoint_step", .int(trainer.step))])),
             ("metrics", ModelOutputs.json(evaluation)),
         ]
+        if let curves = state.metricCurvesJSON { fields.append(("metric_curves", curves)) }
         try FileOps.writeDurably(JSONValue.object(fields).pretty, to: ctx.outputDirectory + "/metrics.json")
         let final = state.losses.last.map { String(format: "%.4f", $0) } ?? "?"
         var facts: [(String, String)] = [
@@ -181,7 +189,7 @@ struct TrainStage {
             manifest: resolved, metrics: evaluation, facts: facts,
             timings: [("training", state.trainSeconds), ("sampling", sampleSeconds), ("evaluation", evalSeconds),
                       ("other (data, checkpoints, earlier processes)", max(0, wallSeconds - state.trainSeconds - sampleSeconds - evalSeconds))],
-            classNames: images.classes)
+            classNames: images.classes, training: [state.curves], finalStep: trainer.step)
         return .completed(StageResult(manifest: resolved, summary: "trained \(trainer.step) steps, final loss \(final)"))
     }
 

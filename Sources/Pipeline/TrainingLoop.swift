@@ -59,11 +59,32 @@ struct TrainingLoop {
         /// `ImageSet.contentKey` of the data trained on (nil in checkpoints from before it was
         /// recorded): a dataset edited between a kill and the restart is noticed.
         var dataKey: String?
+        /// Training seconds of the current window (for its images/s).
+        var windowSeconds: Double?
+        /// `evaluation.every` results, one point per evaluation (nil: none yet).
+        var metricCurve: [MetricPoint]?
     }
 
+    /// One `log_every` window. `lr`, `imagesPerSecond` and `time` are nil in checkpoints
+    /// written before they were recorded.
     struct LossPoint: Codable, Sendable, Equatable {
         var step: Int
         var loss: Double
+        /// The learning rate of the window's last step.
+        var lr: Double?
+        var imagesPerSecond: Double?
+        /// Unix time at the window's end (TensorBoard's wall time).
+        var time: Double?
+    }
+
+    /// An evaluation during training: metric name → value after `step` steps, at
+    /// `trainSeconds` of training. Deterministic (fixed seeds, the EMA weights of that step),
+    /// so a resumed job recomputes the same numbers.
+    struct MetricPoint: Codable, Sendable, Equatable {
+        var step: Int
+        var trainSeconds: Double
+        var time: Double
+        var values: [String: Double]
     }
 
     enum Outcome {
@@ -84,6 +105,9 @@ struct TrainingLoop {
     var dataSeed: UInt64
     /// Shown in the progress phase ("training", "initializing depth 6").
     var label = "training"
+    /// Measures the model after a step (`evaluation.every`); nil: no evaluation during training.
+    /// Throws `JobEvaluation.Stopped` when a stop was requested while it ran.
+    var evaluate: ((Int) throws -> [String: Double])?
 
     init(ctx: JobContext, images: ImageSet, segment: Int = 0, label: String = "training") {
         self.ctx = ctx
@@ -150,16 +174,38 @@ struct TrainingLoop {
             ctx.log.event("checkpoint", "checkpoint at step \(trainer.step)", level: .debug, [("step", .int(trainer.step)), ("segment", .int(segment))])
         }
 
+        let events = LiveEvents(ctx: ctx, label: label)
+        /// Runs the evaluation due after this step, unless its point is recorded already
+        /// (a resume right after a checkpoint whose evaluation was interrupted runs it here).
+        /// False: a stop was requested during it.
+        func evaluateIfDue() throws -> Bool {
+            let every = m.evaluation.every
+            guard let evaluate, every > 0, trainer.step > 0, trainer.step % every == 0 || trainer.step == totalSteps,
+                  state.metricCurve?.last?.step != trainer.step else { return true }
+            let values: [String: Double]
+            do { values = try evaluate(trainer.step) } catch is JobEvaluation.Stopped { return false }
+            state.metricCurve = (state.metricCurve ?? []) + [MetricPoint(step: trainer.step, trainSeconds: state.trainSeconds,
+                                                                         time: Date().timeIntervalSince1970, values: values)]
+            ctx.log.event("evaluation", values.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.4g", $0.value))" }.joined(separator: ", "),
+                          [("step", .int(trainer.step))] + values.sorted { $0.key < $1.key }.map { ($0.key, .double($0.value)) })
+            events?.metrics(values, step: trainer.step)
+            ctx.progress.setPhase(label, step: trainer.step, total: totalSteps)
+            return true
+        }
+
         ctx.progress.setPhase(label, step: trainer.step, total: totalSteps)
         let x = Tensor(shape: [batchSize, channels, size, size])
         var labels: [Int] = []
         var lastSaved = trainer.step
         if ctx.shouldStop() { return .stopped(step: trainer.step) }  // asked during data loading
+        if try !evaluateIfDue() { return .stopped(step: trainer.step) }
         while trainer.step < totalSteps {
             let t0 = Date()
             batches.next(into: x, labels: &labels)
             let (loss, extra) = trainer.trainOneStep(images: x.data, labels: labels)
-            state.trainSeconds += Date().timeIntervalSince(t0)
+            let seconds = Date().timeIntervalSince(t0)
+            state.trainSeconds += seconds
+            state.windowSeconds = (state.windowSeconds ?? 0) + seconds
             state.imagesSeen += labels.count
             guard loss.isFinite else {
                 throw JobError(what: "the loss became \(loss) at step \(trainer.step) of \(label) (training diverged)", where: "training",
@@ -168,15 +214,24 @@ struct TrainingLoop {
             state.windowSum += loss
             state.windowCount += 1
             if trainer.step % m.training.logEvery == 0 || trainer.step == totalSteps {
-                state.lossCurve.append(LossPoint(step: trainer.step, loss: state.windowSum / Double(state.windowCount)))
+                let window = state.windowSeconds ?? 0
+                let point = LossPoint(step: trainer.step, loss: state.windowSum / Double(state.windowCount),
+                                      lr: m.training.settings.learningRate(afterSteps: trainer.step - 1),
+                                      imagesPerSecond: window > 0 ? Double(state.windowCount * batchSize) / window : nil,
+                                      time: Date().timeIntervalSince1970)
+                state.lossCurve.append(point)
+                events?.window(point)
                 state.windowSum = 0
                 state.windowCount = 0
+                state.windowSeconds = 0
             }
             ctx.progress.trainingStep(trainer.step, of: totalSteps, loss: loss, images: labels.count, extra: extra)
-            if trainer.step % m.checkpoint.every == 0 {
+            let evaluated = try evaluateIfDue()
+            if trainer.step % m.checkpoint.every == 0 || !evaluated {
                 try saveCheckpoint()
                 lastSaved = trainer.step
             }
+            if !evaluated { return .stopped(step: trainer.step) }
             if ctx.shouldStop() {
                 if lastSaved != trainer.step { try saveCheckpoint() }
                 return .stopped(step: trainer.step)
@@ -190,8 +245,40 @@ struct TrainingLoop {
     }
 }
 
+/// The live TensorBoard file of a running job, `.state/claimed/<job>/events/` (a new file per
+/// process: after a resume, TensorBoard shows the steps repeated since the checkpoint). The
+/// published `Outbox/<job>/events/` file is written afresh from the checkpointed curves
+/// (`TrainingEvents`), so it has each step once. Best effort: an unwritable file only logs.
+struct LiveEvents {
+    let writer: TensorBoardEventWriter
+    let prefix: String
+
+    init?(ctx: JobContext, label: String) {
+        let dir = (ctx.checkpoints.directory as NSString).deletingLastPathComponent + "/events"
+        do { writer = try TensorBoardEventWriter(directory: dir, suffix: "\(getpid())") } catch {
+            ctx.log.event("warning", "no live TensorBoard events: \(error)", level: .warning)
+            return nil
+        }
+        prefix = label == "training" ? "" : label.replacingOccurrences(of: " ", with: "_") + "/"
+    }
+
+    func window(_ p: TrainingLoop.LossPoint) {
+        let t = p.time ?? Date().timeIntervalSince1970
+        writer.scalar(prefix + "train/loss", p.loss, step: p.step, wallTime: t)
+        if let lr = p.lr { writer.scalar(prefix + "train/learning_rate", lr, step: p.step, wallTime: t) }
+        if let r = p.imagesPerSecond { writer.scalar(prefix + "train/images_per_second", r, step: p.step, wallTime: t) }
+        writer.flush()
+    }
+
+    func metrics(_ values: [String: Double], step: Int) {
+        for (k, v) in values.sorted(by: { $0.key < $1.key }) { writer.scalar(prefix + "eval/" + k, v, step: step) }
+        writer.flush()
+    }
+}
+
 extension TrainingLoop.State {
     var losses: [Double] { lossCurve.map(\.loss) }
+    var curves: TrainingRecords.Curves { TrainingRecords.Curves(loss: lossCurve, metrics: metricCurve ?? []) }
     var imagesPerSecond: Double { trainSeconds > 0 ? Double(imagesSeen) / trainSeconds : 0 }
 
     /// metrics.json's `"loss"` member.
@@ -202,5 +289,15 @@ extension TrainingLoop.State {
                         ("min", l.min().map { .double($0) } ?? .null),
                         ("final_10_percent_mean", .double(tail.reduce(0, +) / Double(max(tail.count, 1)))),
                         ("curve", .array(lossCurve.map { .array([.int($0.step), .double($0.loss)]) }))])
+    }
+
+    /// metrics.json's `"metric_curves"`: metric name → [[step, value, train_seconds]] (nil
+    /// without evaluations during training).
+    var metricCurvesJSON: JSONValue? {
+        guard let curve = metricCurve, !curve.isEmpty else { return nil }
+        let names = Set(curve.flatMap { $0.values.keys }).sorted()
+        return .object(names.map { name in
+            (name, .array(curve.compactMap { p in p.values[name].map { .array([.int(p.step), .double($0), .double((p.trainSeconds * 10).rounded() / 10)]) } }))
+        })
     }
 }

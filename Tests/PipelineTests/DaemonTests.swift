@@ -31,7 +31,7 @@ import Testing
         // Nothing left behind; the unrelated file is untouched.
         #expect(root.list("Inbox/jobs") == ["notes.txt"])
         #expect(root.list(".state/claimed").isEmpty)
-        #expect(root.list("Outbox") == ["child", "parent"])
+        #expect(root.list("Outbox") == ["child", "index.html", "parent"])  // index.html: the page over every published job
     }
 
     @Test func progressGoesToLogJSONLines() throws {
@@ -90,7 +90,7 @@ import Testing
         root.write(".state/claimed/k/claim.json", #"{"claim_id": "\#(claimID)", "claimed_at": "x", "host": "h", "pid": 1, "starts": 1, "last_start_step": 0, "starts_without_progress": 0}"#)
         let again = try root.daemon().run()
         #expect(again.published.isEmpty && again.failed.isEmpty)
-        #expect(root.list("Outbox") == ["j", "k"])
+        #expect(root.list("Outbox") == ["index.html", "j", "k"])
         #expect(root.list(".state/claimed").isEmpty)
     }
 
@@ -181,7 +181,7 @@ import Testing
         }
         #expect(results.all.sorted() == jobs.sorted())
         #expect(counter.counts.values.allSatisfy { $0 == 1 } && counter.counts.count == jobs.count)
-        #expect(root.list("Outbox").sorted() == jobs.sorted())
+        #expect(root.list("Outbox").sorted() == (jobs + ["index.html"]).sorted())
         for (i, j) in jobs.enumerated() { #expect(root.result(j) == CountStage.expected(seed: i, steps: 3 + i % 4)) }
     }
 }

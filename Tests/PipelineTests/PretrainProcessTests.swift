@@ -228,7 +228,7 @@ import Testing
         try Self.tinyDataset(root)
         let r = try Learngene.run(["serve", "--once", "--root", root.path], root: root)
         #expect(r.status == 1)
-        #expect(root.list("Outbox") == ["skip"])
+        #expect(root.list("Outbox") == ["index.html", "skip"])
         #expect(root.list("Failed") == ["empty", "fail", "missing-class-count"])
         let e = try #require(root.json("Failed/fail/error.json"))
         #expect(e["what"]?.stringValue?.contains("5 of 11 images could not be read") == true)
@@ -252,7 +252,7 @@ import Testing
         let b = try Learngene.start(["serve", "--once", "--root", root.path], root: root, label: "b")
         let ra = a.wait(), rb = b.wait()
         #expect(ra.status == 0 && rb.status == 0, "\(ra.stderr)\n\(rb.stderr)")
-        #expect(root.list("Outbox") == jobs)
+        #expect(root.list("Outbox") == (["index.html"] + jobs).sorted())
         for j in jobs {
             let log = root.read("Outbox/\(j)/log.jsonl") ?? ""
             #expect(log.components(separatedBy: "\"event\":\"start\"").count - 1 == 1, "\(j) started more than once")
