@@ -2,7 +2,8 @@
 # Renders learngene's pages in headless Chromium (Debian's `chromium`) and checks them:
 #   - the page logs nothing to the console (no script error, no failed load);
 #   - every <img> loaded and has a size on the page, every <svg> has a size.
-# Also saves a screenshot of each page next to it as <page>.png, to look at.
+# Also saves a screenshot of each page next to it as <page>.png, to look at (1250 wide,
+# CHECK_PAGES_HEIGHT tall, default 1800).
 #
 #   bash Tools/check_pages.sh Outbox/index.html Outbox/fashion-pretrain/report.html
 #
@@ -42,7 +43,7 @@ for page in "$@"; do
   out=$(timeout 120 "$browser" "${flags[@]}" --enable-logging=stderr --v=0 --dump-dom "file://$work/harness.html#$url" 2>"$work/log")
   result=$(printf '%s\n' "$out" | sed -n '/<pre id="result">/,/DONE/p' | sed 's/<[^>]*>//g')
   console=$(grep -F "INFO:CONSOLE" "$work/log" | grep -F "$abs" || true)
-  timeout 120 "$browser" "${flags[@]}" --window-size=1250,1800 --screenshot="$abs.png" "$url" >/dev/null 2>&1
+  timeout 120 "$browser" "${flags[@]}" --window-size=1250,"${CHECK_PAGES_HEIGHT:-1800}" --screenshot="$abs.png" "$url" >/dev/null 2>&1
   if ! printf '%s\n' "$result" | grep -q '^DONE'; then
     echo "FAIL $page: the page did not finish loading"; status=1
   elif printf '%s\n' "$result" | grep -q '^BAD' || [ -n "$console" ]; then

@@ -28,6 +28,19 @@ public enum OutboxIndex {
         public var metricCurves: [String: [(x: Double, y: Double)]]
         public var hasSamples: Bool
         public var hasReport: Bool
+        /// For a failed job: what went wrong, and its folder relative to the Outbox.
+        public var failure: (what: String, folder: String)? = nil
+    }
+
+    /// A job in `Failed/`: shown in the table with its reason, so the index has every
+    /// finished job, not only the good ones.
+    public struct Failure: Sendable {
+        public var job: String, stage: String?, what: String
+        /// Its folder relative to the Outbox, e.g. `../Failed/j`.
+        public var folder: String
+        public init(job: String, stage: String?, what: String, folder: String) {
+            self.job = job; self.stage = stage; self.what = what; self.folder = folder
+        }
     }
 
     /// The metric columns, in order, with short headers; a column shows when any job has it.
@@ -76,9 +89,14 @@ public enum OutboxIndex {
 
     /// Rewrites `<outbox>/index.html` (atomically: a reader sees the old page or the new one).
     @discardableResult
-    public static func write(outbox: String) throws -> String {
+    public static func write(outbox: String, failures: [Failure] = []) throws -> String {
         let path = (outbox as NSString).appendingPathComponent("index.html")
-        try AtomicFile.write(Array(html(entries(outbox: outbox)).utf8), to: path)
+        let published = entries(outbox: outbox)
+        let failed = failures.filter { f in !published.contains { $0.job == f.job } }.sorted { $0.job < $1.job }.map { f in
+            Entry(job: f.job, stage: f.stage ?? "?", status: "failed", reference: nil, steps: nil, trainSeconds: nil, finalLoss: nil,
+                  lossCurve: [], metrics: [:], metricCurves: [:], hasSamples: false, hasReport: false, failure: (f.what, f.folder))
+        }
+        try AtomicFile.write(Array(html(published + failed).utf8), to: path)
         return path
     }
 
@@ -97,8 +115,8 @@ public enum OutboxIndex {
         th, td { text-align: left; padding: 4px 10px; border-bottom: 1px solid #eee; vertical-align: middle; }
         th { background: #f6f6f6; font-weight: 600; cursor: pointer; user-select: none; } th.sorted::after { content: " ▾"; }
         td.num { text-align: right; font-variant-numeric: tabular-nums; font-family: ui-monospace, monospace; white-space: nowrap; }
-        img.thumb { image-rendering: pixelated; border: 1px solid #ddd; height: 72px; } .na { color: #999; }
-        .best { font-weight: 700; } figure { display: inline-block; margin: 0 16px 16px 0; vertical-align: top; }
+        img.thumb { image-rendering: pixelated; border: 1px solid #ddd; height: 96px; } .na { color: #999; }
+        .best { font-weight: 700; } a.failed { color: #b00020; font-weight: 600; } figure { display: inline-block; margin: 0 16px 16px 0; vertical-align: top; }
         </style></head><body>
         <h1>learngene Outbox</h1>
         <div class="sub">\(entries.count) jobs · generated \(esc(generated)) · click a column to sort</div>
@@ -111,7 +129,9 @@ public enum OutboxIndex {
         for e in entries {
             let link = e.hasReport ? "<a href=\"\(esc(e.job))/report.html\">\(esc(e.job))</a>" : esc(e.job)
             let thumb = e.hasSamples ? "<img class=\"thumb\" src=\"\(esc(e.job))/samples.png\" alt=\"samples of \(esc(e.job))\">" : "<span class=\"na\">—</span>"
-            h += "<tr><td data-v=\"\(esc(e.job))\">\(link)</td><td>\(esc(e.stage))</td><td>\(esc(e.status))</td><td>\(thumb)</td>"
+            let status = e.failure.map { "<a class=\"failed\" href=\"\(esc($0.folder))/error.json\" title=\"\(esc($0.what))\">failed</a>: \(esc(String($0.what.prefix(80))))" }
+                ?? esc(e.status)
+            h += "<tr><td data-v=\"\(esc(e.job))\">\(link)</td><td>\(esc(e.stage))</td><td>\(status)</td><td>\(thumb)</td>"
             h += numberCell(e.steps.map(Double.init), decimals: 0) + numberCell(e.trainSeconds, decimals: 1) + numberCell(e.finalLoss, decimals: 4)
             for c in shown { h += numberCell(e.metrics[c.key], decimals: c.percent ? 1 : 3, percent: c.percent) }
             h += "</tr>\n"
@@ -139,12 +159,13 @@ public enum OutboxIndex {
             let losses = group.filter { !$0.lossCurve.isEmpty }
             if losses.count >= 2 {
                 let series = losses.map { SVGPlot.Series(name: $0.job, points: zip($0.lossCurve, SVGPlot.smoothed($0.lossCurve.map(\.y))).map { (x: $0.0.x, y: $0.1) }) }
-                h += "<figure>" + SVGPlot(title: "training loss (smoothed) — \(reference)", xLabel: "step", yLabel: "loss", series: series, logY: true).svg() + "</figure>\n"
+                h += "<figure>" + SVGPlot(title: "training loss (smoothed) — \(reference)", xLabel: "step", yLabel: "loss", series: series, logY: true, width: plotWidth).svg() + "</figure>\n"
             }
-            let curveKeys = Set(group.flatMap { $0.metricCurves.keys }).sorted()
+            // The recognizability first: pixel accuracy reads best at small sample counts.
+            let curveKeys = Set(group.flatMap { $0.metricCurves.keys }).sorted { (curveRank($0), $0) < (curveRank($1), $1) }
             for key in curveKeys {
                 let series = group.compactMap { e in e.metricCurves[key].map { SVGPlot.Series(name: e.job, points: $0) } }
-                h += "<figure>" + SVGPlot(title: "\(key) during training — \(reference)", xLabel: "step", yLabel: key, series: series).svg() + "</figure>\n"
+                h += "<figure>" + SVGPlot(title: "\(key) during training — \(reference)", xLabel: "step", yLabel: key, series: series, width: plotWidth).svg() + "</figure>\n"
             }
             if group.allSatisfy({ $0.hasSamples }) {
                 for e in group { h += "<figure><img class=\"thumb\" style=\"height:220px\" src=\"\(esc(e.job))/samples.png\" alt=\"samples of \(esc(e.job))\"><figcaption>\(esc(e.job))</figcaption></figure>" }
@@ -175,6 +196,13 @@ public enum OutboxIndex {
 
         """
         return h
+    }
+
+    /// Two plots side by side in the page's 1200 px.
+    static let plotWidth = 560
+
+    static func curveRank(_ key: String) -> Int {
+        key.hasPrefix("class_accuracy_pixels") ? 0 : key.hasPrefix("fd") ? 1 : 2
     }
 
     static func numberCell(_ v: Double?, decimals: Int, percent: Bool = false, bold: Bool = false) -> String {

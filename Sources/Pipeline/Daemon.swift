@@ -96,6 +96,7 @@ public final class Daemon: @unchecked Sendable {
                             logger.error("\(file): \(error.what) [\(error.where)] — fix: \(error.fix); moved to \(layout.relative(target))",
                                          metadata: ["job": .string(job)])
                             summary.failed.append(job)
+                            runner.refreshIndex()
                         }
                     } catch {
                         logger.error("cannot move \(file) to Failed/: \(error)", metadata: ["job": .string(job)])

@@ -165,10 +165,10 @@ public struct JobRunner: Sendable {
         }
     }
 
-    /// Rewrites `Outbox/index.html` (atomically) from the published folders. A failure only
-    /// warns: the job is published, and `learngene index` rebuilds the page at any time.
+    /// Rewrites `Outbox/index.html` (atomically) from the published and failed folders. A
+    /// failure only warns: the job is published, and `learngene index` rebuilds the page.
     func refreshIndex() {
-        do { try OutboxIndex.write(outbox: layout.outbox) } catch {
+        do { try OutboxIndex.write(outbox: layout.outbox, failures: spool.indexFailures()) } catch {
             logger.warning("could not rewrite \(layout.relative(layout.outbox))/index.html: \(error); run `learngene index` to rebuild it")
         }
     }
@@ -237,6 +237,7 @@ public struct JobRunner: Sendable {
         do {
             let target = try spool.fail(claim, error: error, stage: stage)
             logger.error("moved to \(layout.relative(target))", metadata: ["job": .string(claim.name)])
+            refreshIndex()
         } catch {
             logger.error("cannot move the failed job to Failed/: \(error); it stays in \(layout.relative(claim.directory))",
                          metadata: ["job": .string(claim.name)])

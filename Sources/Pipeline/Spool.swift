@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 
 /// What the daemon writes into `claim.json` when it claims or resumes a job.
 public struct ClaimInfo: Codable, Sendable, Equatable {
@@ -141,6 +142,16 @@ public struct Spool: Sendable {
             return .success(m)
         } catch {
             return .failure(error.jobError)
+        }
+    }
+
+    /// The newest failure of each job, as `Outbox/index.html` lists it.
+    public func indexFailures() -> [OutboxIndex.Failure] {
+        failedJobs().map { job, f in
+            let stage = FileOps.readString(layout.failed + "/" + f.directory + "/error.json").flatMap { try? JSONValue.parse($0) }?["stage"]?.stringValue
+            let failed = layout.relative(layout.failed)  // "Failed", a sibling of the Outbox
+            let folder = failed.hasPrefix("/") ? "file://" + failed + "/" + f.directory : "../" + failed + "/" + f.directory
+            return OutboxIndex.Failure(job: job, stage: stage, what: f.error.what, folder: folder)
         }
     }
 

@@ -4,7 +4,7 @@ import Foundation
 import Metrics
 import Pipeline
 
-/// `learngene index`: (re)writes `Outbox/index.html` from the published job folders. The
+/// `learngene index`: (re)writes `Outbox/index.html` from the published job folders (and the failed ones in Failed/). The
 /// daemon does this after every publish; this is for an Outbox copied elsewhere, or edited.
 struct IndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "index", abstract: "Rewrite Outbox/index.html from the published jobs.")
@@ -14,7 +14,7 @@ struct IndexCommand: ParsableCommand {
 
     func run() throws {
         let layout = PipelineSetup.root(root)
-        let path = try OutboxIndex.write(outbox: layout.outbox)
+        let path = try OutboxIndex.write(outbox: layout.outbox, failures: Spool(layout: layout).indexFailures())
         print(path)
     }
 }

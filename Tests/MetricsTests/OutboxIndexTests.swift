@@ -41,4 +41,17 @@ import Testing
         #expect(page.contains("<a href=\"fine-d2/report.html\">") == false)  // no report.html in the folder: no link
         #expect(page.contains("addEventListener('click'"))
     }
+
+    @Test func failedJobsAreListedWithTheirReasonUnlessRepublished() throws {
+        let outbox = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: outbox) }
+        try FileManager.default.createDirectory(atPath: outbox + "/ok", withIntermediateDirectories: true)
+        try Data(job("ok", stage: "pretrain", acc: 0.7, fd: 500, reference: "digits").utf8).write(to: URL(fileURLWithPath: outbox + "/ok/metrics.json"))
+        let failures = [OutboxIndex.Failure(job: "bad", stage: "finetune", what: "dataset `x` <missing>", folder: "../Failed/bad"),
+                        OutboxIndex.Failure(job: "ok", stage: "pretrain", what: "an earlier attempt", folder: "../Failed/ok")]
+        let page = try String(contentsOfFile: try OutboxIndex.write(outbox: outbox, failures: failures), encoding: .utf8)
+        #expect(page.contains("href=\"../Failed/bad/error.json\"") && page.contains("dataset `x` &lt;missing&gt;"))
+        #expect(!page.contains("an earlier attempt"))  // published since: the Outbox wins
+        #expect(page.contains("2 jobs"))
+    }
 }

@@ -31,7 +31,8 @@ import Testing
         // Nothing left behind; the unrelated file is untouched.
         #expect(root.list("Inbox/jobs") == ["notes.txt"])
         #expect(root.list(".state/claimed").isEmpty)
-        #expect(root.list("Outbox") == ["child", "index.html", "parent"])  // index.html: the page over every published job
+        #expect(root.list("Outbox") == ["child", "index.html", "parent"])  // index.html: the page over every finished job
+        #expect(root.read("Outbox/index.html")?.contains("href=\"../Failed/broken/error.json\"") == true, "the index lacks the failed job")
     }
 
     @Test func progressGoesToLogJSONLines() throws {
